@@ -1,0 +1,25 @@
+# The two commands a new user needs: `make run` and `make test`.
+# Both create the virtualenv and install requirements.txt on first use.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: run test lint
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+# The embedded service: SQLite, demo data, web server + Celery worker + beat.
+run: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+# The test suite, on DATABASE_URL (SQLite by default). Extra pytest args: make test ARGS="-k lock"
+test: $(VENV)/.installed
+	$(BIN)/pytest $(ARGS)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,80 @@
+"""One exception handler: every API error has the spec's shape ``{code, detail, seats?}``."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+from ..errors import BookingError, Busy
+
+_DRF_CODES = (
+    (exceptions.ParseError, "invalid"),
+    (exceptions.ValidationError, "invalid"),
+    (exceptions.NotAuthenticated, "not_authenticated"),
+    (exceptions.AuthenticationFailed, "not_authenticated"),
+    (exceptions.PermissionDenied, "forbidden"),
+    (exceptions.NotFound, "not_found"),
+    (exceptions.MethodNotAllowed, "method_not_allowed"),
+    (exceptions.NotAcceptable, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, "unsupported_media_type"),
+    (exceptions.Throttled, "throttled"),
+)
+
+
+def error_body(code: str, detail: str, seats: list[int] | None = None) -> dict:
+    body = {"code": code, "detail": detail}
+    if seats is not None:
+        body["seats"] = seats
+    return body
+
+
+def _flatten(detail, prefix: str = "") -> list[str]:
+    """DRF's nested validation detail as readable ``field: message`` lines."""
+    if isinstance(detail, dict):
+        lines = []
+        for key, value in detail.items():
+            label = "" if key == "non_field_errors" else f"{prefix}{key}"
+            lines += _flatten(value, f"{label}: " if label else prefix)
+        return lines
+    if isinstance(detail, list):
+        return [line for item in detail for line in _flatten(item, prefix)]
+    return [f"{prefix}{detail}"]
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, BookingError):
+        response = Response(error_body(exc.code, exc.detail, exc.seats), status=exc.status)
+        if isinstance(exc, Busy):
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, DatabaseError):  # the database is down or a lock wait ran out
+        return api_exception_handler(Busy(), context)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    code = next((code for kind, code in _DRF_CODES if isinstance(exc, kind)), "error")
+    if isinstance(exc, exceptions.ValidationError):
+        detail = "; ".join(_flatten(exc.detail)) or "Invalid request."
+    elif code == "invalid":
+        detail = f"Malformed JSON: {exc.detail}"
+    else:
+        detail = str(exc.detail)
+    response = Response(error_body(code, detail), status=exc.status_code)
+    if getattr(exc, "auth_header", None):
+        response["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        response["Retry-After"] = str(int(exc.wait) + 1)
+    return response
+
+
+def not_found_json(request, exception=None):
+    """Django's 404 for paths no view matches, in the API's shape."""
+    return JsonResponse(error_body("not_found", "No such resource."), status=404)
+
+
+def server_error_json(request):
+    return JsonResponse(error_body("server_error", "Internal error."), status=500)

@@ -1,0 +1,124 @@
+"""Input validation and the documented output shapes (camelCase, as the spec says)."""
+
+from rest_framework import serializers
+
+from ..conf import MAX_IDS_PER_REQUEST
+from ..models import SeatStatus
+
+MAX_ID = 2**63 - 1
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: no strings, floats or booleans."""
+
+    default_error_messages = {"invalid": "A seat id must be a JSON integer."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    default_error_messages = {"invalid": "Must be a JSON string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _seat_id_field(**kwargs) -> StrictIntegerField:
+    return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
+
+class SeatsRequestSerializer(serializers.Serializer):
+    """Body of lock, confirm and unlock: ``seatId`` or ``seatIds``, and optionally ``userId``."""
+
+    seatId = _seat_id_field(required=False, help_text="One seat's id.")
+    seatIds = serializers.ListField(
+        child=_seat_id_field(),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_IDS_PER_REQUEST,
+        help_text=f"Several seats' ids (1 to {MAX_IDS_PER_REQUEST}, no duplicates): all or none.",
+    )
+    userId = StrictCharField(
+        required=False,
+        max_length=150,
+        allow_blank=False,
+        help_text="The holder; must be the caller's username unless the caller may hold for others.",
+    )
+
+    def validate(self, attrs):
+        has_one, has_many = "seatId" in attrs, "seatIds" in attrs
+        if has_one == has_many:
+            raise serializers.ValidationError("Give exactly one of seatId or seatIds.")
+        ids = [attrs["seatId"]] if has_one else attrs["seatIds"]
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("seatIds has duplicates.")
+        attrs["seat_ids"] = ids
+        return attrs
+
+
+class SeatsQuerySerializer(serializers.Serializer):
+    event = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    status = serializers.ChoiceField(required=False, choices=SeatStatus.values)
+
+
+class HolderQuerySerializer(serializers.Serializer):
+    userId = serializers.CharField(required=False, max_length=150, allow_blank=False)
+
+
+# --- Output shapes, for the schema ---------------------------------------------
+
+
+class SeatSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    event = serializers.IntegerField()
+    label = serializers.CharField()
+    row = serializers.CharField()
+    number = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=SeatStatus.values)
+    lockExpiresAt = serializers.DateTimeField(allow_null=True)
+
+
+class SeatsResultSerializer(serializers.Serializer):
+    holder = serializers.CharField()
+    lockExpiresAt = serializers.DateTimeField(required=False, help_text="Lock only: the earliest expiry.")
+    expiresInSeconds = serializers.FloatField(required=False, help_text="Lock only: seconds left, database clock.")
+    seats = SeatSerializer(many=True)
+
+
+class HolderSeatsSerializer(serializers.Serializer):
+    holder = serializers.CharField()
+    seats = SeatSerializer(many=True)
+
+
+class StatusCountsSerializer(serializers.Serializer):
+    available = serializers.IntegerField()
+    locked = serializers.IntegerField()
+    booked = serializers.IntegerField()
+
+
+class EventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    startsAt = serializers.DateTimeField()
+    holdSeconds = serializers.IntegerField()
+
+
+class EventDetailSerializer(EventSerializer):
+    seatCount = serializers.IntegerField()
+    counts = StatusCountsSerializer()
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    seats = serializers.ListField(child=serializers.IntegerField(), required=False)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    database = serializers.CharField()

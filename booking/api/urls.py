@@ -1,0 +1,36 @@
+from django.urls import path, re_path, register_converter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+from .exceptions import not_found_json
+
+
+class IdConverter:
+    """A database id: at most 18 digits, so it always fits a 64-bit integer."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
+urlpatterns = [
+    path("seats", views.SeatListView.as_view(), name="seat-list"),
+    path("events", views.EventListView.as_view(), name="event-list"),
+    path("events/<id:pk>", views.EventDetailView.as_view(), name="event-detail"),
+    path("events/<id:pk>/seats", views.EventSeatsView.as_view(), name="event-seats"),
+    path("lock", views.LockView.as_view(), name="lock"),
+    path("confirm", views.ConfirmView.as_view(), name="confirm"),
+    path("unlock", views.UnlockView.as_view(), name="unlock"),
+    path("me/seats", views.MySeatsView.as_view(), name="my-seats"),
+    path("health", views.HealthView.as_view(), name="health"),
+    path("schema", SpectacularAPIView.as_view(), name="schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # Anything else under /api/ is a JSON 404, in DEBUG too.
+    re_path(r"^.*$", not_found_json),
+]

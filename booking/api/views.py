@@ -1,0 +1,234 @@
+"""Thin views: validate input, call one service or selector, render the result."""
+
+from django.db import connection
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..permissions import resolve_holder
+from .exceptions import error_body
+from .serializers import (
+    ErrorSerializer,
+    EventDetailSerializer,
+    EventSerializer,
+    HealthSerializer,
+    HolderQuerySerializer,
+    HolderSeatsSerializer,
+    SeatSerializer,
+    SeatsQuerySerializer,
+    SeatsRequestSerializer,
+    SeatsResultSerializer,
+)
+
+
+def _error(description: str, *codes: str) -> OpenApiResponse:
+    return OpenApiResponse(
+        ErrorSerializer,
+        description=f"{description} Codes: {', '.join(f'`{c}`' for c in codes)}.",
+        examples=[
+            OpenApiExample(code, value=error_body(code, "…", [1] if code.startswith("seat") else None))
+            for code in codes
+        ],
+    )
+
+
+_COMMON_WRITE_ERRORS = {
+    400: _error("Malformed JSON, missing or wrong-typed ids, empty, duplicated or over-long lists.", "invalid"),
+    401: _error("No valid credentials.", "not_authenticated"),
+    403: _error("Acting for another holder without `booking.hold_for_others`.", "forbidden"),
+    404: _error("A seat id does not exist; `seats` names them.", "seat_not_found"),
+    429: _error("Too many requests; see `Retry-After`.", "throttled"),
+    503: _error("A row lock was not granted in time; retry after `Retry-After` seconds.", "busy"),
+}
+
+
+class SeatsWriteView(APIView):
+    """Shared shape of lock, confirm and unlock; each subclass names its service."""
+
+    permission_classes = [IsAuthenticated]
+    service = None
+    conflict_codes: tuple[str, ...] = ()
+
+    def post(self, request):
+        data = SeatsRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        holder = resolve_holder(request.user, data.validated_data.get("userId"))
+        result = type(self).service(seat_ids=data.validated_data["seat_ids"], holder=holder, actor=request.user)
+        body = {"holder": result.holder}
+        if result.lock_expires_at is not None:
+            body["lockExpiresAt"] = result.lock_expires_at
+            body["expiresInSeconds"] = result.expires_in_seconds
+        body["seats"] = result.seats
+        return Response(body)
+
+
+def _write_schema(summary: str, description: str, conflicts: dict[str, str]):
+    return extend_schema(
+        summary=summary,
+        description=description,
+        request=SeatsRequestSerializer,
+        responses={
+            200: SeatsResultSerializer,
+            **_COMMON_WRITE_ERRORS,
+            409: _error(" ".join(conflicts.values()), *conflicts),
+        },
+        examples=[
+            OpenApiExample("One seat", value={"seatId": 12}, request_only=True),
+            OpenApiExample(
+                "Several seats for a holder", value={"seatIds": [12, 13], "userId": "alice"}, request_only=True
+            ),
+        ],
+        tags=["holds"],
+    )
+
+
+@_write_schema(
+    "Hold seats",
+    "Hold every seat for the holder, or none. A free seat, an expired hold, or the holder's own "
+    "hold (renewed to a full hold time, never past the ceiling) may be taken.",
+    {
+        "seat_booked": "`seat_booked`: a seat is booked.",
+        "seat_locked": "`seat_locked`: someone else holds a seat.",
+        "too_many_holds": "`too_many_holds`: over the per-event hold limit.",
+    },
+)
+class LockView(SeatsWriteView):
+    service = staticmethod(services.seats_lock)
+
+
+@_write_schema(
+    "Book held seats",
+    "Book every seat the holder holds unexpired, or none. Seats the holder already booked "
+    "count as done, so a retry gets the same answer.",
+    {
+        "seat_booked": "`seat_booked`: someone else booked a seat.",
+        "hold_expired": "`hold_expired`: the holder's hold ran out.",
+        "not_locked_by_you": "`not_locked_by_you`: the holder does not hold a seat.",
+    },
+)
+class ConfirmView(SeatsWriteView):
+    service = staticmethod(services.seats_confirm)
+
+
+@_write_schema(
+    "Release held seats",
+    "Release the holder's holds, all or none. Seats nobody holds are left as they are (200).",
+    {
+        "seat_booked": "`seat_booked`: a seat is booked.",
+        "not_locked_by_you": "`not_locked_by_you`: someone else holds a seat.",
+    },
+)
+class UnlockView(SeatsWriteView):
+    service = staticmethod(services.seats_unlock)
+
+
+_READ_ERRORS = {
+    400: _error("A query parameter is malformed.", "invalid"),
+    429: _error("Too many requests.", "throttled"),
+    503: _error("The database is unavailable.", "busy"),
+}
+
+
+class SeatListView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="List seats",
+        parameters=[SeatsQuerySerializer],
+        responses={200: SeatSerializer(many=True), **_READ_ERRORS},
+        tags=["seats"],
+    )
+    def get(self, request):
+        query = SeatsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(
+            selectors.seats_list(event_id=query.validated_data.get("event"), status=query.validated_data.get("status"))
+        )
+
+
+class EventListView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(summary="List events", responses={200: EventSerializer(many=True), **_READ_ERRORS}, tags=["events"])
+    def get(self, request):
+        return Response(selectors.event_list())
+
+
+class EventDetailView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="One event, with its seat counts by status",
+        responses={200: EventDetailSerializer, 404: _error("No such event.", "not_found"), **_READ_ERRORS},
+        tags=["events"],
+    )
+    def get(self, request, pk: int):
+        services.holds_release_expired_if_any(event_id=pk)
+        event = selectors.event_detail(event_id=pk)
+        if event is None:
+            return Response(error_body("not_found", f"No event {pk}."), status=404)
+        return Response(event)
+
+
+class EventSeatsView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="The event's seat map: every seat in one response",
+        responses={200: SeatSerializer(many=True), 404: _error("No such event.", "not_found"), **_READ_ERRORS},
+        tags=["events"],
+    )
+    def get(self, request, pk: int):
+        seats = selectors.event_seat_map(event_id=pk)
+        if not seats and not selectors.event_detail(event_id=pk):
+            return Response(error_body("not_found", f"No event {pk}."), status=404)
+        return Response(seats)
+
+
+class MySeatsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="The caller's unexpired holds and bookings",
+        description="With `booking.hold_for_others`, `?userId=` names another holder.",
+        parameters=[HolderQuerySerializer],
+        responses={
+            200: HolderSeatsSerializer,
+            401: _error("No valid credentials.", "not_authenticated"),
+            403: _error("Asking for another holder without the permission.", "forbidden"),
+            **_READ_ERRORS,
+        },
+        tags=["holds"],
+    )
+    def get(self, request):
+        query = HolderQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        holder = resolve_holder(request.user, query.validated_data.get("userId"))
+        return Response({"holder": holder, "seats": selectors.holder_seats(holder=holder)})
+
+
+class HealthView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    @extend_schema(
+        summary="Health: 200 when the database answers",
+        responses={
+            200: HealthSerializer,
+            503: OpenApiResponse(HealthSerializer, description="The database does not answer."),
+        },
+        tags=["health"],
+    )
+    def get(self, request):
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except Exception:
+            return Response(
+                {"status": "unavailable", "database": "unreachable"}, status=503, headers={"Retry-After": "5"}
+            )
+        return Response({"status": "ok", "database": "ok"})

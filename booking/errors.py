@@ -1,0 +1,58 @@
+"""Domain errors raised by the services; the API maps each to a status and code."""
+
+
+class BookingError(Exception):
+    code = "error"
+    status = 400
+    default_detail = "The request could not be carried out."
+
+    def __init__(self, detail: str | None = None, *, seats: list[int] | None = None):
+        self.detail = detail or self.default_detail
+        self.seats = seats
+        super().__init__(self.detail)
+
+
+class InvalidRequest(BookingError):
+    code, status = "invalid", 400
+    default_detail = "The request is malformed."
+
+
+class Forbidden(BookingError):
+    code, status = "forbidden", 403
+    default_detail = "You may not act for another holder."
+
+
+class SeatNotFound(BookingError):
+    code, status = "seat_not_found", 404
+    default_detail = "No such seat."
+
+
+class SeatBooked(BookingError):
+    code, status = "seat_booked", 409
+    default_detail = "The seat is already booked."
+
+
+class SeatLocked(BookingError):
+    code, status = "seat_locked", 409
+    default_detail = "The seat is held by someone else."
+
+
+class NotLockedByYou(BookingError):
+    code, status = "not_locked_by_you", 409
+    default_detail = "You do not hold this seat."
+
+
+class HoldExpired(BookingError):
+    code, status = "hold_expired", 409
+    default_detail = "Your hold on this seat has expired."
+
+
+class TooManyHolds(BookingError):
+    code, status = "too_many_holds", 409
+    default_detail = "This would exceed the number of seats one holder may hold per event."
+
+
+class Busy(BookingError):
+    code, status = "busy", 503
+    default_detail = "The seats are busy; retry shortly."
+    retry_after = 1

@@ -1,0 +1,42 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+
+class Command(BaseCommand):
+    help = "Create an API user (or reuse one) and print its token last."
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--staff", action="store_true", help="May sign in to the admin.")
+        parser.add_argument("--hold-for-others", action="store_true", help="Grant booking.hold_for_others.")
+        parser.add_argument("--password", default=None, help="Set a password (for the seat-map page and admin).")
+
+    def handle(self, *args, username, staff, hold_for_others, password, **options):
+        token_key = ensure_api_user(username, staff=staff, hold_for_others=hold_for_others, password=password)
+        self.stdout.write(token_key)
+
+
+def ensure_api_user(
+    username: str, *, staff: bool = False, hold_for_others: bool = False, password: str | None = None
+) -> str:
+    """Create the user if needed, add the asked-for rights (never remove any), return its token."""
+    with transaction.atomic():
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if created and password is None:
+            user.set_unusable_password()
+        if password is not None:
+            user.set_password(password)
+        if staff:
+            user.is_staff = True
+        user.save()
+        if staff:
+            user.user_permissions.add(*Permission.objects.filter(content_type__app_label="booking"))
+        if hold_for_others:
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label="booking", codename="hold_for_others")
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+    return token.key

@@ -1,0 +1,48 @@
+from datetime import datetime, timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from booking.seating import parse_row_range, validate_seats_per_row
+from booking.services import event_create_with_seats
+
+
+class Command(BaseCommand):
+    help = "Create an event with a block of seats (rows x numbers); prints the event's id last."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name")
+        parser.add_argument("--rows", default="A-J", help="A range such as A-J, AA-AZ or 1-12, or one row such as A.")
+        parser.add_argument("--seats-per-row", type=int, default=20)
+        parser.add_argument("--hold-seconds", type=int, default=None, help="Hold time (default BOOKING_HOLD_SECONDS).")
+        parser.add_argument("--starts-at", default=None, help="ISO 8601 date-time (default: a week from now).")
+
+    def handle(self, *args, name, rows, seats_per_row, hold_seconds, starts_at, **options):
+        try:
+            row_names = parse_row_range(rows)
+            validate_seats_per_row(seats_per_row)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if hold_seconds is not None and hold_seconds < 1:
+            raise CommandError("--hold-seconds must be at least 1.")
+        when = _parse_starts_at(starts_at)
+        event = event_create_with_seats(
+            name=name, starts_at=when, rows=row_names, seats_per_row=seats_per_row, hold_seconds=hold_seconds
+        )
+        self.stderr.write(
+            f"Created event '{event.name}' with {len(row_names) * seats_per_row} seats "
+            f"(rows {row_names[0]}-{row_names[-1]}, 1-{seats_per_row}), hold {event.hold_seconds}s."
+        )
+        self.stdout.write(str(event.pk))
+
+
+def _parse_starts_at(text: str | None) -> datetime:
+    if text is None:
+        return timezone.now() + timedelta(days=7)
+    value = parse_datetime(text)
+    if value is None:
+        raise CommandError(f"--starts-at '{text}' is not an ISO 8601 date-time.")
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    return value

@@ -1,0 +1,127 @@
+"""Events, their seats, and the audit trail of every seat change."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+def default_hold_seconds() -> int:
+    return settings.BOOKING_HOLD_SECONDS
+
+
+class Event(models.Model):
+    name = models.CharField(max_length=200)
+    starts_at = models.DateTimeField()
+    hold_seconds = models.PositiveIntegerField(
+        default=default_hold_seconds,
+        help_text="How long a hold lasts before it expires (renewable up to the ceiling).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(hold_seconds__gte=1), name="event_hold_seconds_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.starts_at:%Y-%m-%d %H:%M})"
+
+
+class SeatStatus(models.TextChoices):
+    AVAILABLE = "available", "available"
+    LOCKED = "locked", "locked"
+    BOOKED = "booked", "booked"
+
+
+class Seat(models.Model):
+    """One seat of one event.
+
+    A row with status ``locked`` whose ``lock_expires_at`` has passed is an
+    expired hold: every read shows it available and every lock may take it,
+    until the sweep (or the lock that takes it) records its expiry.
+    ``locked_at`` is when the current holder first took the hold; renewals
+    move only ``lock_expires_at``, never past the ceiling counted from it.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="seats")
+    label = models.CharField(max_length=32)
+    row = models.CharField(max_length=16)
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=SeatStatus.choices, default=SeatStatus.AVAILABLE)
+    locked_by = models.CharField(max_length=150, blank=True, default="")
+    locked_at = models.DateTimeField(null=True, blank=True)
+    lock_expires_at = models.DateTimeField(null=True, blank=True)
+    booked_by = models.CharField(max_length=150, blank=True, default="")
+    booked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "label"], name="seat_unique_label_per_event"),
+            models.CheckConstraint(condition=Q(status__in=SeatStatus.values), name="seat_status_valid"),
+            models.CheckConstraint(
+                name="seat_locked_has_holder",
+                condition=~Q(status=SeatStatus.LOCKED)
+                | (~Q(locked_by="") & Q(locked_at__isnull=False) & Q(lock_expires_at__isnull=False)),
+            ),
+            models.CheckConstraint(
+                name="seat_booked_has_holder",
+                condition=~Q(status=SeatStatus.BOOKED) | (~Q(booked_by="") & Q(booked_at__isnull=False)),
+            ),
+            models.CheckConstraint(
+                name="seat_available_has_no_holder",
+                condition=~Q(status=SeatStatus.AVAILABLE) | (Q(locked_by="") & Q(booked_by="")),
+            ),
+        ]
+        indexes = [
+            # The seat map and per-event counts.
+            models.Index(fields=["event", "status"], name="seat_event_status_idx"),
+            # The sweep: locked seats by expiry.
+            models.Index(
+                fields=["lock_expires_at"], name="seat_locked_expiry_idx", condition=Q(status=SeatStatus.LOCKED)
+            ),
+            # A holder's holds and bookings (/api/me/seats, the hold limit).
+            models.Index(fields=["locked_by", "event"], name="seat_holder_idx", condition=Q(status=SeatStatus.LOCKED)),
+            models.Index(fields=["booked_by", "event"], name="seat_booker_idx", condition=Q(status=SeatStatus.BOOKED)),
+        ]
+        permissions = [("hold_for_others", "Can hold, book and release seats for any holder")]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.event_id})"
+
+
+class SeatAction(models.TextChoices):
+    LOCKED = "locked", "locked"
+    EXTENDED = "extended", "extended"
+    UNLOCKED = "unlocked", "unlocked"
+    EXPIRED = "expired", "expired"
+    BOOKED = "booked", "booked"
+    ADMIN_RELEASED = "admin_released", "released by admin"
+    ADMIN_BOOKED = "admin_booked", "booked by admin"
+    ADMIN_CANCELLED = "admin_cancelled", "booking cancelled by admin"
+
+
+class SeatEvent(models.Model):
+    """One row per seat state change, written in the change's transaction."""
+
+    seat = models.ForeignKey(Seat, on_delete=models.CASCADE, related_name="audit_events")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="audit_events")
+    action = models.CharField(max_length=20, choices=SeatAction.choices)
+    holder = models.CharField(max_length=150, blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["seat", "-created_at"], name="seatevent_seat_idx"),
+            models.Index(fields=["event", "-created_at"], name="seatevent_event_idx"),
+            models.Index(fields=["holder"], name="seatevent_holder_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.seat_id} {self.holder}"

@@ -1,0 +1,500 @@
+"""Every change of a seat goes through here.
+
+Each service opens its own transaction, locks the seat rows it changes in id
+order (so overlapping multi-seat requests never deadlock), checks every rule
+under that lock using the database's clock, writes the change and its audit
+rows in the same transaction, and pushes the change live after commit.
+They raise :mod:`booking.errors` and know nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models.functions import Now
+
+from . import conf
+from .errors import (
+    BookingError,
+    Busy,
+    HoldExpired,
+    InvalidRequest,
+    NotLockedByYou,
+    SeatBooked,
+    SeatLocked,
+    SeatNotFound,
+    TooManyHolds,
+)
+from .live import publish_seat_changes
+from .models import Event, Seat, SeatAction, SeatEvent, SeatStatus
+from .representations import SEAT_COLUMNS, seat_payload
+
+logger = logging.getLogger("booking.expiry")
+
+#: When several seats of one request break different rules, the first of
+#: these that applies is reported, with the seats it applies to.
+ERROR_PRECEDENCE: tuple[type[BookingError], ...] = (
+    SeatNotFound,
+    SeatBooked,
+    HoldExpired,
+    SeatLocked,
+    NotLockedByYou,
+    TooManyHolds,
+)
+
+_LOCKED_ROW_COLUMNS = (*SEAT_COLUMNS, "locked_by", "locked_at", "booked_by")
+
+
+@dataclass
+class SeatsResult:
+    """What a lock, confirm or unlock answers: the holder and the seats as they now are."""
+
+    holder: str
+    seats: list[dict[str, Any]]
+    lock_expires_at: datetime | None = None
+    expires_in_seconds: float | None = None
+
+
+@dataclass
+class AdminResult:
+    """What an admin action did: seats changed, and seats skipped with the reason."""
+
+    changed: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+class _RuleErrors:
+    """Collects rule breaks per seat; raises the most important one, naming its seats."""
+
+    def __init__(self) -> None:
+        self._seats: dict[type[BookingError], list[int]] = defaultdict(list)
+
+    def add(self, error: type[BookingError], seat_id: int) -> None:
+        self._seats[error].append(seat_id)
+
+    def raise_first(self) -> None:
+        for error in ERROR_PRECEDENCE:
+            if self._seats.get(error):
+                seats = sorted(self._seats[error])
+                raise error(_detail(error, seats), seats=seats)
+
+
+def _detail(error: type[BookingError], seats: list[int]) -> str:
+    listed = ", ".join(str(s) for s in seats)
+    return f"{error.default_detail} Seat{'s' if len(seats) > 1 else ''}: {listed}."
+
+
+@contextmanager
+def _write_transaction() -> Iterator[None]:
+    """A transaction whose lock waits and lock failures surface as :class:`Busy`.
+
+    PostgreSQL gives up a row-lock wait after ``lock_timeout`` (set per
+    connection from BOOKING_LOCK_TIMEOUT_MS); SQLite after its busy timeout.
+    """
+    try:
+        with transaction.atomic():
+            yield
+    except OperationalError as exc:
+        raise Busy() from exc
+    except IntegrityError as exc:  # a constraint caught what a rule should have
+        logger.error("integrity error in a seat write: %s", exc)
+        raise Busy("The seats changed under this request; retry.") from exc
+
+
+def _is_active_hold(row: dict[str, Any], now: datetime) -> bool:
+    return row["status"] == SeatStatus.LOCKED and row["lock_expires_at"] > now
+
+
+def _is_expired_hold(row: dict[str, Any], now: datetime) -> bool:
+    return row["status"] == SeatStatus.LOCKED and row["lock_expires_at"] <= now
+
+
+def _lock_seat_rows(seat_ids: Sequence[int]) -> tuple[list[dict[str, Any]], datetime]:
+    """Row-lock the seats in id order; return them and the database's time.
+
+    Raises :class:`SeatNotFound` (naming the missing ids) before any change.
+    """
+    ids = sorted(set(seat_ids))
+    if not ids:
+        raise InvalidRequest("No seat ids given.")
+    rows = list(
+        Seat.objects.select_for_update(of=("self",))
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values(*_LOCKED_ROW_COLUMNS, hold_seconds=F("event__hold_seconds"), db_now=Now())
+    )
+    if len(rows) != len(ids):
+        found = {row["id"] for row in rows}
+        missing = [i for i in ids if i not in found]
+        raise SeatNotFound(_detail(SeatNotFound, missing), seats=missing)
+    return rows, rows[0]["db_now"]
+
+
+def _serialize_holder(holder: str) -> None:
+    """Serialize concurrent requests of one holder, so the hold limit is exact.
+
+    Only PostgreSQL needs it; SQLite's IMMEDIATE transactions already run one
+    writer at a time. Taken before any row lock, so it cannot deadlock.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ["booking-holder:" + holder])
+
+
+def _audit(rows: list[dict[str, Any]], action: str, *, actor, holder: str | None = None) -> list[SeatEvent]:
+    return [
+        SeatEvent(
+            seat_id=row["id"],
+            event_id=row["event_id"],
+            action=action,
+            holder=holder if holder is not None else (row.get("locked_by") or row.get("booked_by") or ""),
+            actor=actor,
+        )
+        for row in rows
+    ]
+
+
+def _changed(payloads: list[dict[str, Any]], changed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = {row["id"] for row in changed_rows}
+    return [payload for payload in payloads if payload["id"] in ids]
+
+
+def _push_after_commit(payloads: list[dict[str, Any]]) -> None:
+    if payloads:
+        transaction.on_commit(lambda: publish_seat_changes(payloads))
+
+
+def _active_holds_per_event(holder: str, event_ids: set[int], exclude_ids: list[int]) -> dict[int, int]:
+    counts = (
+        Seat.objects.filter(
+            event_id__in=event_ids,
+            status=SeatStatus.LOCKED,
+            locked_by=holder,
+            lock_expires_at__gt=Now(),
+        )
+        .exclude(pk__in=exclude_ids)
+        .values("event_id")
+        .annotate(n=Count("id"))
+        .values_list("event_id", "n")
+    )
+    return dict(counts)
+
+
+# --- The API's three writes ---------------------------------------------------
+
+
+def seats_lock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResult:
+    """Hold every seat for ``holder``, or none: take free or expired seats, renew own holds.
+
+    A renewal gives a full ``hold_seconds`` from now, but never past the
+    ceiling (BOOKING_MAX_HOLD_SECONDS) counted from when the hold was first taken.
+    """
+    with _write_transaction():
+        _serialize_holder(holder)
+        rows, now = _lock_seat_rows(seat_ids)
+        errors = _RuleErrors()
+        for row in rows:
+            if row["status"] == SeatStatus.BOOKED:
+                errors.add(SeatBooked, row["id"])
+            elif _is_active_hold(row, now) and row["locked_by"] != holder:
+                errors.add(SeatLocked, row["id"])
+        errors.raise_first()
+
+        requested_per_event: dict[int, int] = defaultdict(int)
+        for row in rows:
+            requested_per_event[row["event_id"]] += 1
+        held = _active_holds_per_event(holder, set(requested_per_event), [row["id"] for row in rows])
+        for event_id, requested in requested_per_event.items():
+            if held.get(event_id, 0) + requested > conf.max_holds():
+                for row in rows:
+                    if row["event_id"] == event_id:
+                        errors.add(TooManyHolds, row["id"])
+        errors.raise_first()
+
+        # New expiry per seat, then one UPDATE per distinct (locked_at, expiry).
+        groups: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
+        audit: list[SeatEvent] = []
+        for row in rows:
+            hold = timedelta(seconds=row["hold_seconds"])
+            if _is_active_hold(row, now):  # a renewal by the same holder
+                ceiling = row["locked_at"] + timedelta(seconds=conf.max_hold_seconds(row["hold_seconds"]))
+                locked_at = row["locked_at"]
+                expires = max(row["lock_expires_at"], min(now + hold, ceiling))
+                audit += _audit([row], SeatAction.EXTENDED, actor=actor, holder=holder)
+            else:
+                if _is_expired_hold(row, now):  # the old hold's expiry is recorded once, here
+                    audit += _audit([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
+                    _log_expiry(row)
+                locked_at, expires = now, now + hold
+                audit += _audit([row], SeatAction.LOCKED, actor=actor, holder=holder)
+            groups[(locked_at, expires)].append(row["id"])
+            row.update(status=SeatStatus.LOCKED, locked_by=holder, locked_at=locked_at, lock_expires_at=expires)
+
+        for (locked_at, expires), ids in groups.items():
+            Seat.objects.filter(pk__in=ids).update(
+                status=SeatStatus.LOCKED,
+                locked_by=holder,
+                locked_at=locked_at,
+                lock_expires_at=expires,
+                booked_by="",
+                booked_at=None,
+            )
+        SeatEvent.objects.bulk_create(audit)
+        payloads = [seat_payload(row, now) for row in rows]
+        _push_after_commit(payloads)
+
+    first_expiry = min(row["lock_expires_at"] for row in rows)
+    return SeatsResult(
+        holder=holder,
+        seats=payloads,
+        lock_expires_at=first_expiry,
+        expires_in_seconds=round((first_expiry - now).total_seconds(), 3),
+    )
+
+
+def _holder_last_hold_expired(holder: str, seat_ids: list[int]) -> set[int]:
+    """The seats among ``seat_ids`` whose last audit row for ``holder`` is an expiry."""
+    last_action = SeatEvent.objects.filter(seat_id=OuterRef("pk"), holder=holder).order_by("-created_at", "-id")
+    return set(
+        Seat.objects.filter(pk__in=seat_ids)
+        .annotate(last_action=Subquery(last_action.values("action")[:1]))
+        .filter(last_action=SeatAction.EXPIRED)
+        .values_list("pk", flat=True)
+    )
+
+
+def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResult:
+    """Book every seat that ``holder`` holds unexpired, or none.
+
+    Seats the holder already booked count as done (a retried confirm gets the
+    same answer); a holder whose hold ran out gets ``hold_expired``.
+    """
+    with _write_transaction():
+        rows, now = _lock_seat_rows(seat_ids)
+        errors = _RuleErrors()
+        to_book: list[dict[str, Any]] = []
+        not_held: list[int] = []
+        for row in rows:
+            if row["status"] == SeatStatus.BOOKED:
+                if row["booked_by"] != holder:
+                    errors.add(SeatBooked, row["id"])
+            elif _is_active_hold(row, now) and row["locked_by"] == holder:
+                to_book.append(row)
+            elif _is_expired_hold(row, now) and row["locked_by"] == holder:
+                errors.add(HoldExpired, row["id"])
+            else:
+                not_held.append(row["id"])
+        if not_held:
+            expired = _holder_last_hold_expired(holder, not_held)
+            for seat_id in not_held:
+                errors.add(HoldExpired if seat_id in expired else NotLockedByYou, seat_id)
+        errors.raise_first()
+
+        if to_book:
+            Seat.objects.filter(pk__in=[row["id"] for row in to_book]).update(
+                status=SeatStatus.BOOKED,
+                booked_by=holder,
+                booked_at=now,
+                locked_by="",
+                locked_at=None,
+                lock_expires_at=None,
+            )
+            SeatEvent.objects.bulk_create(_audit(to_book, SeatAction.BOOKED, actor=actor, holder=holder))
+        for row in to_book:
+            row.update(status=SeatStatus.BOOKED, lock_expires_at=None)
+        payloads = [seat_payload(row, now) for row in rows]
+        _push_after_commit(_changed(payloads, to_book))
+    return SeatsResult(holder=holder, seats=payloads)
+
+
+def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResult:
+    """Release the holder's holds among the seats, all or none; free seats are left as they are."""
+    with _write_transaction():
+        rows, now = _lock_seat_rows(seat_ids)
+        errors = _RuleErrors()
+        to_release: list[dict[str, Any]] = []
+        for row in rows:
+            if row["status"] == SeatStatus.BOOKED:
+                errors.add(SeatBooked, row["id"])
+            elif _is_active_hold(row, now):
+                if row["locked_by"] == holder:
+                    to_release.append(row)
+                else:
+                    errors.add(NotLockedByYou, row["id"])
+        errors.raise_first()
+
+        if to_release:
+            _set_available([row["id"] for row in to_release])
+            SeatEvent.objects.bulk_create(_audit(to_release, SeatAction.UNLOCKED, actor=actor, holder=holder))
+        for row in to_release:
+            row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None)
+        payloads = [seat_payload(row, now) for row in rows]
+        _push_after_commit(_changed(payloads, to_release))
+    return SeatsResult(holder=holder, seats=payloads)
+
+
+def _set_available(seat_ids: list[int]) -> None:
+    Seat.objects.filter(pk__in=seat_ids).update(
+        status=SeatStatus.AVAILABLE,
+        locked_by="",
+        locked_at=None,
+        lock_expires_at=None,
+        booked_by="",
+        booked_at=None,
+    )
+
+
+# --- Expiry -------------------------------------------------------------------
+
+
+def _log_expiry(row: dict[str, Any]) -> None:
+    logger.info(
+        "Seat %s (id %s) of event %s released: hold by %s expired at %s",
+        row["label"],
+        row["id"],
+        row["event_id"],
+        row["locked_by"],
+        row["lock_expires_at"].isoformat() if row["lock_expires_at"] else "?",
+    )
+
+
+_PG_RELEASE_SQL = """
+WITH expired AS (
+    SELECT id, locked_by, lock_expires_at
+    FROM booking_seat
+    WHERE status = 'locked' AND lock_expires_at <= STATEMENT_TIMESTAMP() {extra}
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), released AS (
+    UPDATE booking_seat AS s
+    SET status = 'available', locked_by = '', locked_at = NULL, lock_expires_at = NULL
+    FROM expired AS e
+    WHERE s.id = e.id
+    RETURNING s.id, s.event_id, s.label, s.row, s.number, e.locked_by, e.lock_expires_at
+), audit AS (
+    INSERT INTO booking_seatevent (seat_id, event_id, action, holder, created_at)
+    SELECT id, event_id, 'expired', locked_by, STATEMENT_TIMESTAMP() FROM released
+)
+SELECT id, event_id, label, row, number, locked_by, lock_expires_at FROM released ORDER BY id
+"""
+_RELEASED_COLUMNS = ("id", "event_id", "label", "row", "number", "locked_by", "lock_expires_at")
+
+
+def _release_batch_postgresql(*, event_id: int | None, seat_ids: Sequence[int] | None, batch: int) -> list[dict]:
+    """One statement: lock the expired rows (skipping rows a lock request holds),
+    free them and write their audit rows; returns the freed seats with their old holder."""
+    extra, params = "", {"batch": batch}
+    if event_id is not None:
+        extra += " AND event_id = %(event_id)s"
+        params["event_id"] = event_id
+    if seat_ids is not None:
+        extra += " AND id = ANY(%(seat_ids)s)"
+        params["seat_ids"] = list(seat_ids)
+    with connection.cursor() as cursor:
+        cursor.execute(_PG_RELEASE_SQL.format(extra=extra), params)
+        return [dict(zip(_RELEASED_COLUMNS, values)) for values in cursor.fetchall()]
+
+
+def _release_batch_generic(*, event_id: int | None, seat_ids: Sequence[int] | None, batch: int) -> list[dict]:
+    """SQLite: the IMMEDIATE transaction already excludes every other writer."""
+    expired = _expired_holds(event_id=event_id, seat_ids=seat_ids)
+    rows = list(expired.order_by("pk").values(*_RELEASED_COLUMNS)[:batch])
+    ids = [row["id"] for row in rows]
+    for start in range(0, len(ids), 500):
+        _set_available(ids[start : start + 500])
+    SeatEvent.objects.bulk_create(_audit(rows, SeatAction.EXPIRED, actor=None), batch_size=500)
+    return rows
+
+
+def _expired_holds(*, event_id: int | None = None, seat_ids: Sequence[int] | None = None):
+    qs = Seat.objects.filter(status=SeatStatus.LOCKED, lock_expires_at__lte=Now())
+    if event_id is not None:
+        qs = qs.filter(event_id=event_id)
+    if seat_ids is not None:
+        qs = qs.filter(pk__in=list(seat_ids))
+    return qs
+
+
+def holds_release_expired(
+    *, event_id: int | None = None, seat_ids: Sequence[int] | None = None, batch_size: int | None = None
+) -> int:
+    """Free every hold that has expired (optionally only of one event or some seats).
+
+    Set-based and idempotent: each batch is one statement on PostgreSQL,
+    skipping rows that a lock request holds (it records that expiry itself),
+    so two sweeps at once, or a sweep and a lock, record each expiry once.
+    Returns how many holds were released.
+    """
+    batch = batch_size or conf.sweep_batch()
+    release_batch = _release_batch_postgresql if connection.vendor == "postgresql" else _release_batch_generic
+    total = 0
+    while True:
+        with _write_transaction():
+            rows = release_batch(event_id=event_id, seat_ids=seat_ids, batch=batch)
+            for row in rows:
+                _log_expiry(row)
+            _push_after_commit(
+                [
+                    seat_payload(
+                        {**row, "status": SeatStatus.AVAILABLE, "lock_expires_at": None}, row["lock_expires_at"]
+                    )
+                    for row in rows
+                ]
+            )
+        total += len(rows)
+        if len(rows) < batch:
+            return total
+
+
+def holds_release_expired_if_any(*, event_id: int | None = None, seat_ids: Sequence[int] | None = None) -> int:
+    """For reads: release expired holds among the seats they return, if there are any.
+
+    A cheap indexed check comes first, so a read takes no write lock when
+    nothing has expired; a busy database never fails the read (reads show
+    expired holds as available regardless).
+    """
+    if not _expired_holds(event_id=event_id, seat_ids=seat_ids).exists():
+        return 0
+    try:
+        return holds_release_expired(event_id=event_id, seat_ids=seat_ids)
+    except (Busy, DatabaseError):
+        logger.warning("read-path release of expired holds skipped: database busy")
+        return 0
+
+
+# --- Events -------------------------------------------------------------------
+
+
+def event_create_with_seats(
+    *, name: str, starts_at: datetime, rows: Sequence[str], seats_per_row: int, hold_seconds: int | None = None
+) -> Event:
+    """Create an event and its block of seats (``rows`` × 1..``seats_per_row``), all or nothing."""
+    with transaction.atomic():
+        event = Event.objects.create(
+            name=name, starts_at=starts_at, **({"hold_seconds": hold_seconds} if hold_seconds else {})
+        )
+        seats_add_block(event=event, rows=rows, seats_per_row=seats_per_row)
+    return event
+
+
+def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, first_number: int = 1) -> int:
+    """Add a block of seats to an event, all or nothing; a label that exists already is an error."""
+    labels = [(row, number) for row in rows for number in range(first_number, first_number + seats_per_row)]
+    try:
+        with transaction.atomic():
+            Seat.objects.bulk_create(
+                (Seat(event=event, label=f"{row}{number}", row=row, number=number) for row, number in labels),
+                batch_size=2000,
+            )
+    except IntegrityError as exc:
+        raise InvalidRequest("Some of these seats already exist for this event.") from exc
+    return len(labels)
