@@ -401,7 +401,7 @@ def _release_batch_postgresql(*, event_id: int | None, seat_ids: Sequence[int] |
         params["seat_ids"] = list(seat_ids)
     with connection.cursor() as cursor:
         cursor.execute(_PG_RELEASE_SQL.format(extra=extra), params)
-        return [dict(zip(_RELEASED_COLUMNS, values)) for values in cursor.fetchall()]
+        return [dict(zip(_RELEASED_COLUMNS, values, strict=True)) for values in cursor.fetchall()]
 
 
 def _release_batch_generic(*, event_id: int | None, seat_ids: Sequence[int] | None, batch: int) -> list[dict]:
