@@ -1,0 +1,79 @@
+"""Reads are public, writes need a caller, and a caller acts as itself unless it may hold for others."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
+
+from booking.models import Seat, SeatEvent
+
+from .helpers import assert_error, post, seat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("path", ["/api/lock", "/api/confirm", "/api/unlock"])
+def test_writes_need_a_caller(anonymous, seat_ids, path):
+    response = post(anonymous, path, {"seatId": seat_ids[0]})
+    assert_error(response, 401, "not_authenticated")
+    assert response["WWW-Authenticate"] == "Token"
+    assert_error(anonymous.get("/api/me/seats"), 401, "not_authenticated")
+
+
+def test_a_bad_token_is_401(seat_ids):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert_error(post(client, "/api/lock", {"seatId": seat_ids[0]}), 401, "not_authenticated")
+
+
+@pytest.mark.parametrize("path", ["/api/events", "/api/seats", "/api/health", "/api/schema", "/api/docs"])
+def test_reads_are_public(anonymous, event, path):
+    assert anonymous.get(path).status_code == 200
+    assert anonymous.get(f"/api/events/{event.pk}").status_code == 200
+    assert anonymous.get(f"/api/events/{event.pk}/seats").status_code == 200
+
+
+def test_acting_for_another_holder_is_forbidden(alice, seat_ids):
+    assert_error(post(alice, "/api/lock", {"seatId": seat_ids[0], "userId": "bob"}), 403, "forbidden")
+    assert_error(alice.get("/api/me/seats?userId=bob"), 403, "forbidden")
+    assert seat(seat_ids[0]).status == "available"
+
+
+def test_naming_oneself_is_fine(alice, seat_ids):
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0], "userId": "alice"}).status_code == 200
+
+
+def test_box_office_acts_for_any_holder(box_office, bob, seat_ids):
+    response = post(box_office, "/api/lock", {"seatIds": seat_ids[:2], "userId": "walk-in-42"})
+    assert response.status_code == 200
+    assert response.json()["holder"] == "walk-in-42"
+    assert post(box_office, "/api/confirm", {"seatId": seat_ids[0], "userId": "walk-in-42"}).status_code == 200
+    assert seat(seat_ids[0]).booked_by == "walk-in-42"
+    audit = SeatEvent.objects.filter(seat_id=seat_ids[0]).order_by("id")
+    assert [(a.action, a.holder, a.actor.username) for a in audit] == [
+        ("locked", "walk-in-42", "boxoffice"),
+        ("booked", "walk-in-42", "boxoffice"),
+    ]
+    mine = box_office.get("/api/me/seats?userId=walk-in-42").json()
+    assert mine["holder"] == "walk-in-42"
+    assert [(s["id"], s["status"]) for s in mine["seats"]] == [(seat_ids[0], "booked"), (seat_ids[1], "locked")]
+    # A holder's hold is theirs: another caller cannot confirm it.
+    assert_error(post(bob, "/api/confirm", {"seatId": seat_ids[1]}), 409, "not_locked_by_you")
+
+
+def test_session_login_works_with_csrf(seat_ids, make_user):
+    user = make_user("carol", password="s3cret-pass-word")
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(user)
+    assert_error(post(client, "/api/lock", {"seatId": seat_ids[0]}), 403, "forbidden")  # no CSRF token
+    token = "a" * 32  # a CSRF secret in the cookie, echoed in the header
+    client.cookies["csrftoken"] = token
+    response = client.post("/api/lock", {"seatId": seat_ids[0]}, format="json", HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 200
+    assert Seat.objects.get(pk=seat_ids[0]).locked_by == "carol"
+
+
+def test_superuser_may_act_for_others(seat_ids):
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-long-enough")
+    client = APIClient()
+    client.force_authenticate(admin)
+    assert post(client, "/api/lock", {"seatId": seat_ids[0], "userId": "someone"}).status_code == 200

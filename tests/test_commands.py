@@ -1,0 +1,70 @@
+"""The scripting commands: create_event and create_api_user print their result last."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
+
+from booking.models import Event, Seat
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue().strip().splitlines()[-1]
+
+
+def test_create_event_with_a_block_of_seats():
+    event_id = int(run("create_event", "Gala", "--rows", "A-J", "--seats-per-row", "20", "--hold-seconds", "90"))
+    event = Event.objects.get(pk=event_id)
+    assert (event.name, event.hold_seconds) == ("Gala", 90)
+    assert event.seats.count() == 200
+    assert Seat.objects.filter(event=event, label="J20", row="J", number=20).exists()
+
+
+def test_create_event_double_letter_rows_and_one_row():
+    event_id = int(
+        run("create_event", "Big", "--rows", "AA-AZ", "--seats-per-row", "2", "--starts-at", "2027-01-02T20:00")
+    )
+    event = Event.objects.get(pk=event_id)
+    assert event.seats.count() == 52
+    assert event.starts_at.isoformat().startswith("2027-01-02T20:00")
+    assert set(event.seats.values_list("row", flat=True)) == {f"A{c}" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+    one = Event.objects.get(pk=int(run("create_event", "Small", "--rows", "A", "--seats-per-row", "3")))
+    assert list(one.seats.values_list("label", flat=True)) == ["A1", "A2", "A3"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rows", "J-A"],
+        ["--rows", "A-"],
+        ["--rows", "A-3"],
+        ["--rows", "!"],
+        ["--seats-per-row", "0"],
+        ["--hold-seconds", "0"],
+        ["--starts-at", "tomorrow"],
+    ],
+)
+def test_create_event_rejects_bad_arguments(args):
+    with pytest.raises(CommandError):
+        run("create_event", "Bad", *args)
+    assert not Event.objects.exists()
+
+
+def test_create_api_user_prints_the_same_token_again():
+    first = run("create_api_user", "dora")
+    assert Token.objects.get(user__username="dora").key == first
+    assert run("create_api_user", "dora") == first
+
+
+def test_create_api_user_rights():
+    run("create_api_user", "office", "--staff", "--hold-for-others")
+    user = Token.objects.get(user__username="office").user
+    assert user.is_staff
+    assert user.has_perm("booking.hold_for_others")
+    run("create_api_user", "plain")
+    assert not Token.objects.get(user__username="plain").user.has_perm("booking.hold_for_others")
