@@ -130,12 +130,9 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
-# --- Cache: throttling counters; shared across servers when Redis is set ----
+# --- Cache: throttling counters; share one across servers (CACHE_URL=redis://…) --
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {

@@ -52,6 +52,14 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
+@pytest.fixture(autouse=True)
+def fresh_throttle_counters():
+    """Each test starts with empty throttle counters (the cache is per process, LocMem, in tests)."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def make_event(db):
     from booking.services import event_create_with_seats

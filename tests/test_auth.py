@@ -77,3 +77,19 @@ def test_superuser_may_act_for_others(seat_ids):
     client = APIClient()
     client.force_authenticate(admin)
     assert post(client, "/api/lock", {"seatId": seat_ids[0], "userId": "someone"}).status_code == 200
+
+
+def test_over_the_rate_is_429_throttled_with_retry_after(alice, anonymous, seat_ids, monkeypatch):
+    from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+
+    rates = {"anon": "3/minute", "user": "3/minute"}
+    monkeypatch.setattr(AnonRateThrottle, "THROTTLE_RATES", rates)
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", rates)
+    for _ in range(3):
+        assert anonymous.get("/api/events").status_code == 200
+        assert post(alice, "/api/unlock", {"seatId": seat_ids[0]}).status_code == 200
+    response = anonymous.get("/api/events")
+    assert_error(response, 429, "throttled")
+    assert 1 <= int(response["Retry-After"]) <= 61
+    assert_error(post(alice, "/api/lock", {"seatId": seat_ids[0]}), 429, "throttled")
+    assert seat(seat_ids[0]).status == "available"
