@@ -285,7 +285,8 @@ class SeatEventInline(admin.TabularInline):
 
 @admin.register(Seat)
 class SeatAdmin(admin.ModelAdmin):
-    list_display = ("label", "event", "status_badge", "holder", "time_left", "booked_at")
+    list_display = ("seat", "event", "status_badge", "holder", "time_left", "booked_at")
+    list_display_links = ("seat",)
     list_filter = (("event", admin.RelatedFieldListFilter), LiveStatusFilter)
     search_fields = ("=label", "^locked_by", "^booked_by")
     search_help_text = "A seat label (exact, e.g. A7) or the beginning of a holder's name."
@@ -317,11 +318,20 @@ class SeatAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.fieldsets
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Buttons for the actions on this one seat (through the same confirmation page).
+        extra_context = {**(extra_context or {}), "can_act_for_others": self.has_hold_for_others_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return ()
         # A seat's identity and state never change through this form.
         return ("event", "label", "row", "number", "status_badge", "holder", "time_left", *self.state_fields)
+
+    @admin.display(description="Seat", ordering="id")
+    def seat(self, obj):
+        return obj.label
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, obj):
