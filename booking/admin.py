@@ -318,6 +318,9 @@ class SeatAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.fieldsets
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()  # a new seat has no history
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # Buttons for the actions on this one seat (through the same confirmation page).
         extra_context = {**(extra_context or {}), "can_act_for_others": self.has_hold_for_others_permission(request)}

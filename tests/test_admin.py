@@ -589,3 +589,134 @@ def test_admin_pages_are_branded_for_the_box_office(staff_client):
     response = staff_client.get("/admin/")
     assert response.status_code == 200
     assert "Box office" in response.text
+
+
+# --- The admin services underneath ----------------------------------------------------
+
+
+def test_admin_booking_of_more_seats_than_one_chunk_books_them_all(big_event):
+    ids = list(big_event.seats.order_by("pk").values_list("pk", flat=True))[: services.ADMIN_CHUNK * 2 + 7]
+    result = services.seats_admin_book(seat_ids=ids, holder="school-trip")
+    assert sorted(result.changed) == ids and result.skipped == {}
+    assert Seat.objects.filter(status=SeatStatus.BOOKED, booked_by="school-trip").count() == len(ids)
+    assert SeatEvent.objects.filter(action=SeatAction.ADMIN_BOOKED, holder="school-trip").count() == len(ids)
+
+
+def test_a_seat_deleted_since_it_was_selected_is_skipped_and_the_rest_change(event):
+    a1, a2 = seat(event, "A1"), seat(event, "A2")
+    gone = a2.pk
+    a2.delete()
+    result = services.seats_admin_book(seat_ids=[a1.pk, gone], holder="carol")
+    assert result.changed == [a1.pk]
+    assert result.skipped == {gone: "no longer exists"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_admin_booking_racing_api_locks_never_gives_a_seat_to_two(make_event):
+    """One admin booking of ten seats against ten API holders each locking one of them."""
+    import threading
+
+    from django.db import connection
+
+    from booking.errors import BookingError
+
+    event = make_event(rows="A", seats_per_row=10)
+    ids = list(event.seats.order_by("pk").values_list("pk", flat=True))
+    start = threading.Barrier(len(ids) + 1, timeout=10)
+    api_winners: set[int] = set()
+    admin_result: list[services.AdminResult] = []
+
+    def api_lock(seat_id: int) -> None:
+        try:
+            start.wait()
+            services.seats_lock(seat_ids=[seat_id], holder=f"fan{seat_id}")
+            api_winners.add(seat_id)
+        except BookingError:
+            pass
+        finally:
+            connection.close()
+
+    def admin_book() -> None:
+        try:
+            start.wait()
+            admin_result.append(services.seats_admin_book(seat_ids=ids, holder="carol"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=api_lock, args=(i,)) for i in ids] + [threading.Thread(target=admin_book)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    (result,) = admin_result
+    assert set(result.changed).isdisjoint(api_winners)
+    assert set(result.changed) | api_winners == set(ids)
+    assert set(result.skipped) == api_winners
+    for s in Seat.objects.filter(pk__in=ids):
+        if s.pk in api_winners:
+            assert (s.status, s.locked_by) == (SeatStatus.LOCKED, f"fan{s.pk}")
+        else:
+            assert (s.status, s.booked_by) == (SeatStatus.BOOKED, "carol")
+        assert s.audit_events.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_seats_another_request_keeps_locked_are_skipped_as_busy_not_an_error(make_event):
+    import threading
+
+    from django.db import connection, transaction
+
+    event = make_event(rows="A", seats_per_row=3)
+    a1, a2 = seat(event, "A1"), seat(event, "A2")
+    services.seats_lock(seat_ids=[a1.pk, a2.pk], holder="alice")
+    row_locked, release = threading.Event(), threading.Event()
+
+    def hold_row_lock() -> None:
+        try:
+            with transaction.atomic():
+                list(Seat.objects.select_for_update().filter(pk=a1.pk))
+                row_locked.set()
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_row_lock)
+    holder.start()
+    try:
+        assert row_locked.wait(timeout=10)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 300")
+        result = services.seats_admin_release(seat_ids=[a1.pk, a2.pk])
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        release.set()
+        holder.join(timeout=10)
+    assert result.changed == []
+    assert set(result.skipped) == {a1.pk, a2.pk} and "busy" in result.skipped[a1.pk]
+    assert Seat.objects.filter(pk__in=[a1.pk, a2.pk], status=SeatStatus.LOCKED).count() == 2
+
+    retry = services.seats_admin_release(seat_ids=[a1.pk, a2.pk])
+    assert sorted(retry.changed) == sorted([a1.pk, a2.pk])
+
+
+@pytest.mark.parametrize("url", [f"{EVENTS_URL}add/", f"{SEATS_URL}add/", "/admin/booking/", "/admin/"])
+def test_add_pages_and_index_load_for_staff(staff_client, url):
+    response = staff_client.get(url)
+    assert response.status_code == 200
+    if url == f"{EVENTS_URL}add/":
+        assert 'name="rows"' in response.text and 'value="A-J"' in response.text
+    if url == f"{SEATS_URL}add/":
+        assert 'name="label"' in response.text and 'name="status"' not in response.text
+
+
+def test_a_single_seat_can_be_added_and_a_duplicate_label_is_refused(staff_client, event):
+    data = {"event": event.pk, "label": "Z1", "row": "Z", "number": 1}
+    assert staff_client.post(f"{SEATS_URL}add/", data).status_code == 302
+    added = seat(event, "Z1")
+    assert added.status == SeatStatus.AVAILABLE
+    again = staff_client.post(f"{SEATS_URL}add/", data)
+    assert again.status_code == 200 and "already exists" in again.text
+    assert event.seats.filter(label="Z1").count() == 1
