@@ -336,7 +336,7 @@ class SeatAdmin(admin.ModelAdmin):
     def seat(self, obj):
         return obj.label
 
-    @admin.display(description="Status", ordering="status")
+    @admin.display(description="Status", ordering="live_status")
     def status_badge(self, obj):
         live = getattr(obj, "live_status", obj.status)
         text, colour = BADGES.get(live, (live, "#555"))
