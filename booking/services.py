@@ -498,3 +498,142 @@ def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, fi
     except IntegrityError as exc:
         raise InvalidRequest("Some of these seats already exist for this event.") from exc
     return len(labels)
+
+
+# --- Admin actions ------------------------------------------------------------
+#
+# The box office's writes, called by booking/admin.py. The same row locks (id
+# order), rules checked under the lock on the database clock, audit rows in the
+# same transaction and live push after commit as the API's; but best effort per
+# seat: every seat the rules allow changes, every other one is skipped with a
+# reason. Seats are taken in chunks of ADMIN_CHUNK, one transaction each, so a
+# whole event's worth of seats never sits under one long lock.
+
+ADMIN_CHUNK = 500
+
+
+def _clock(value: datetime | None) -> str:
+    from django.utils import timezone
+
+    return timezone.localtime(value).strftime("%H:%M:%S") if value else "?"
+
+
+def _admin_describe(row: dict[str, Any], now: datetime) -> str:
+    """A seat's state as the box office reads it, at ``now`` (the database clock)."""
+    if row["status"] == SeatStatus.BOOKED:
+        return f"booked by {row['booked_by']}"
+    if _is_active_hold(row, now):
+        return f"held by {row['locked_by']} until {_clock(row['lock_expires_at'])}"
+    if _is_expired_hold(row, now):
+        return f"available (the hold by {row['locked_by']} expired at {_clock(row['lock_expires_at'])})"
+    return "available"
+
+
+def _admin_run(seat_ids: Sequence[int], apply) -> AdminResult:
+    """Lock each chunk of seats in id order and let ``apply(rows, now)`` decide and write.
+
+    ``apply`` returns ``(changed_ids, skipped)``; a chunk counts only once its
+    transaction has committed. Seats deleted meanwhile and chunks that cannot
+    get their row locks in time are skipped with the reason.
+    """
+    result = AdminResult()
+    ids = sorted(set(seat_ids))
+    for start in range(0, len(ids), ADMIN_CHUNK):
+        chunk = ids[start : start + ADMIN_CHUNK]
+        while chunk:
+            try:
+                with _write_transaction():
+                    rows, now = _lock_seat_rows(chunk)
+                    changed, skipped = apply(rows, now)
+            except SeatNotFound as exc:
+                gone = set(exc.seats or chunk)
+                result.skipped.update({seat_id: "no longer exists" for seat_id in gone})
+                chunk = [seat_id for seat_id in chunk if seat_id not in gone]
+                continue
+            except Busy:
+                result.skipped.update({seat_id: "busy (another request holds it); try again" for seat_id in chunk})
+                break
+            result.changed.extend(changed)
+            result.skipped.update(skipped)
+            break
+    return result
+
+
+def seats_admin_release(*, seat_ids: Sequence[int], actor=None) -> AdminResult:
+    """Release the live holds among the seats; seats not held are skipped."""
+
+    def apply(rows, now):
+        to_release = [row for row in rows if _is_active_hold(row, now)]
+        skipped = {row["id"]: f"not held: {_admin_describe(row, now)}" for row in rows if not _is_active_hold(row, now)}
+        if to_release:
+            _set_available([row["id"] for row in to_release])
+            SeatEvent.objects.bulk_create(_audit(to_release, SeatAction.ADMIN_RELEASED, actor=actor))
+            for row in to_release:
+                row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None)
+            _push_after_commit([seat_payload(row, now) for row in to_release])
+        return [row["id"] for row in to_release], skipped
+
+    return _admin_run(seat_ids, apply)
+
+
+def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor=None) -> AdminResult:
+    """Book the seats for ``holder``: free seats, expired holds and the holder's own holds.
+
+    A live hold by anyone else and every booked seat is skipped. Taking over an
+    expired hold records its expiry first, as a lock does.
+    """
+    holder = (holder or "").strip()
+    if not holder or len(holder) > 150:
+        raise InvalidRequest("A holder of 1 to 150 characters is needed.")
+
+    def apply(rows, now):
+        to_book: list[dict[str, Any]] = []
+        skipped: dict[int, str] = {}
+        audit: list[SeatEvent] = []
+        for row in rows:
+            if row["status"] == SeatStatus.BOOKED:
+                skipped[row["id"]] = f"already {_admin_describe(row, now)}"
+                continue
+            if _is_active_hold(row, now) and row["locked_by"] != holder:
+                skipped[row["id"]] = _admin_describe(row, now)
+                continue
+            if _is_expired_hold(row, now):
+                audit += _audit([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
+                _log_expiry(row)
+            audit += _audit([row], SeatAction.ADMIN_BOOKED, actor=actor, holder=holder)
+            to_book.append(row)
+        if to_book:
+            Seat.objects.filter(pk__in=[row["id"] for row in to_book]).update(
+                status=SeatStatus.BOOKED,
+                booked_by=holder,
+                booked_at=now,
+                locked_by="",
+                locked_at=None,
+                lock_expires_at=None,
+            )
+            SeatEvent.objects.bulk_create(audit)
+            for row in to_book:
+                row.update(status=SeatStatus.BOOKED, lock_expires_at=None)
+            _push_after_commit([seat_payload(row, now) for row in to_book])
+        return [row["id"] for row in to_book], skipped
+
+    return _admin_run(seat_ids, apply)
+
+
+def seats_admin_cancel(*, seat_ids: Sequence[int], actor=None) -> AdminResult:
+    """Cancel the bookings among the seats (back to available); seats not booked are skipped."""
+
+    def apply(rows, now):
+        to_cancel = [row for row in rows if row["status"] == SeatStatus.BOOKED]
+        skipped = {
+            row["id"]: f"not booked: {_admin_describe(row, now)}" for row in rows if row["status"] != SeatStatus.BOOKED
+        }
+        if to_cancel:
+            _set_available([row["id"] for row in to_cancel])
+            SeatEvent.objects.bulk_create(_audit(to_cancel, SeatAction.ADMIN_CANCELLED, actor=actor))
+            for row in to_cancel:
+                row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None)
+            _push_after_commit([seat_payload(row, now) for row in to_cancel])
+        return [row["id"] for row in to_cancel], skipped
+
+    return _admin_run(seat_ids, apply)

@@ -1,0 +1,666 @@
+"""The box office's admin.
+
+Events with their seat counts and seating blocks; seats with their live state
+and the actions that change it; the audit trail, read-only; users and their
+API tokens. Every change of a seat's state goes through :mod:`booking.services`
+(row locks, rules on the database clock, audit rows, live push): the forms
+here never write a status field.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import Permission
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models.functions import Now
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from rest_framework.authtoken.models import Token
+
+from . import services
+from .errors import BookingError
+from .forms import EventAddForm, HolderForm, SeatingBlockForm
+from .models import Event, Seat, SeatEvent, SeatStatus
+from .permissions import HOLD_FOR_OTHERS
+from .selectors import AVAILABLE_NOW, BOOKED, LOCKED_NOW, STATUS_FILTERS
+
+admin.site.site_header = "Box office"
+admin.site.site_title = "Box office"
+admin.site.index_title = "Events, seats, holders and the audit trail"
+
+#: The live status a seat shows, as the API reads it: an expired hold is available.
+EXPIRED_HOLD = Q(status=SeatStatus.LOCKED, lock_expires_at__lte=Now())
+LIVE_STATUS = Case(
+    When(EXPIRED_HOLD, then=Value("expired")),
+    default=F("status"),
+    output_field=CharField(),
+)
+
+BADGES = {
+    # live status: (text, background)
+    "available": ("available", "#2e7d32"),
+    "expired": ("available", "#2e7d32"),
+    "locked": ("held", "#e65100"),
+    "booked": ("booked", "#1565c0"),
+}
+
+
+def _badge(text: str, colour: str, title: str = ""):
+    return format_html(
+        '<span title="{}" style="display:inline-block;min-width:5.5em;text-align:center;padding:1px 8px;'
+        'border-radius:9px;color:#fff;background:{};font-weight:600">{}</span>',
+        title,
+        colour,
+        text,
+    )
+
+
+def _time_left(expires: datetime | None, now: datetime | None) -> str:
+    if expires is None or now is None:
+        return "—"
+    seconds = int((expires - now) / timedelta(seconds=1))
+    if seconds <= 0:
+        return "expired"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _admin_url(obj, view: str = "change") -> str:
+    opts = obj._meta
+    return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[quote(obj.pk)])
+
+
+# --- Events ------------------------------------------------------------------
+
+
+def _event_counts() -> dict[str, Count]:
+    return {
+        "seat_n": Count("seats"),
+        "available_n": Count(
+            "seats",
+            filter=Q(seats__status=SeatStatus.AVAILABLE)
+            | Q(seats__status=SeatStatus.LOCKED, seats__lock_expires_at__lte=Now()),
+        ),
+        "locked_n": Count("seats", filter=Q(seats__status=SeatStatus.LOCKED, seats__lock_expires_at__gt=Now())),
+        "booked_n": Count("seats", filter=Q(seats__status=SeatStatus.BOOKED)),
+    }
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("name", "starts_at", "hold_for", "seat_total", "available", "held", "booked", "links")
+    list_display_links = ("name",)
+    search_fields = ("name",)
+    ordering = ("starts_at", "id")
+    list_per_page = 50
+    add_form = EventAddForm
+    add_fieldsets = (
+        (None, {"fields": ("name", "starts_at", "hold_seconds")}),
+        (
+            "Seating block",
+            {
+                "fields": ("rows", "seats_per_row", "first_number"),
+                "description": "The event's seats: every row of the range gets seats numbered from the first "
+                "number (A-J × 20 gives A1 … J20). Leave the rows empty to add seats later.",
+            },
+        ),
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "starts_at", "hold_seconds")}),
+        ("Seats now", {"fields": ("seat_summary",)}),
+    )
+    readonly_fields = ("seat_summary",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(**_event_counts())
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        # The admin's change view runs in one transaction: event and block, or neither.
+        super().save_model(request, obj, form, change)
+        if not change and form.cleaned_data.get("row_names"):
+            count = services.seats_add_block(
+                event=obj,
+                rows=form.cleaned_data["row_names"],
+                seats_per_row=form.cleaned_data["seats_per_row"],
+                first_number=form.cleaned_data["first_number"],
+            )
+            self.message_user(request, f"{_plural(count, 'seat')} created for {obj.name}.", messages.SUCCESS)
+
+    @admin.display(description="Hold", ordering="hold_seconds")
+    def hold_for(self, obj):
+        return f"{obj.hold_seconds} s"
+
+    @admin.display(description="Seats", ordering="seat_n")
+    def seat_total(self, obj):
+        return obj.seat_n
+
+    @admin.display(description="Available", ordering="available_n")
+    def available(self, obj):
+        return obj.available_n
+
+    @admin.display(description="Held", ordering="locked_n")
+    def held(self, obj):
+        return obj.locked_n
+
+    @admin.display(description="Booked", ordering="booked_n")
+    def booked(self, obj):
+        return obj.booked_n
+
+    @admin.display(description="")
+    def links(self, obj):
+        seats = reverse("admin:booking_seat_changelist") + "?" + urlencode({"event__id__exact": obj.pk})
+        block = reverse("admin:booking_event_seating_block", args=[obj.pk])
+        return format_html('<a href="{}">Seats</a> · <a href="{}">Add seating block</a>', seats, block)
+
+    @admin.display(description="Seats")
+    def seat_summary(self, obj):
+        if obj.pk is None:
+            return "—"
+        seats = reverse("admin:booking_seat_changelist") + "?" + urlencode({"event__id__exact": obj.pk})
+        return format_html(
+            '{} seats: {} available, {} held, {} booked. <a href="{}">Show the seats</a>',
+            obj.seat_n,
+            obj.available_n,
+            obj.locked_n,
+            obj.booked_n,
+            seats,
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/seating-block/",
+                self.admin_site.admin_view(self.seating_block_view),
+                name="booking_event_seating_block",
+            ),
+            *super().get_urls(),
+        ]
+
+    def seating_block_view(self, request: HttpRequest, object_id: str):
+        """Add a block of seats (rows × numbers) to an event, all or nothing."""
+        event = self.get_object(request, object_id)
+        if event is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not (self.has_change_permission(request, event) and request.user.has_perm("booking.add_seat")):
+            raise PermissionDenied
+        form = SeatingBlockForm(request.POST or None, event=event)
+        if request.method == "POST" and form.is_valid():
+            try:
+                count = services.seats_add_block(
+                    event=event,
+                    rows=form.cleaned_data["row_names"],
+                    seats_per_row=form.cleaned_data["seats_per_row"],
+                    first_number=form.cleaned_data["first_number"],
+                )
+            except BookingError as exc:  # a seat added meanwhile: nothing was added
+                form.add_error(None, exc.detail)
+            else:
+                self.message_user(request, f"{_plural(count, 'seat')} added to {event.name}.", messages.SUCCESS)
+                return HttpResponseRedirect(_admin_url(event))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Add a seating block to {event.name}",
+            "opts": self.opts,
+            "original": event,
+            "form": form,
+            "adminform": helpers.AdminForm(form, [(None, {"fields": ["rows", "seats_per_row", "first_number"]})], {}),
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, "admin/booking/event/seating_block.html", context)
+
+
+# --- Seats -------------------------------------------------------------------
+
+
+class LiveStatusFilter(admin.SimpleListFilter):
+    """Status as every reader sees it: an expired hold counts as available."""
+
+    title = "status"
+    parameter_name = "status_now"
+
+    def lookups(self, request, model_admin):
+        return [
+            (SeatStatus.AVAILABLE.value, "Available (incl. expired holds)"),
+            (SeatStatus.LOCKED.value, "Held"),
+            (SeatStatus.BOOKED.value, "Booked"),
+            ("expired", "Expired holds not yet swept"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "expired":
+            return queryset.filter(EXPIRED_HOLD)
+        if value in STATUS_FILTERS:
+            return queryset.filter(STATUS_FILTERS[value])
+        return queryset
+
+
+class SeatEventInline(admin.TabularInline):
+    model = SeatEvent
+    fk_name = "seat"
+    fields = ("created_at", "action", "holder", "actor")
+    readonly_fields = fields
+    ordering = ("-created_at", "-id")
+    extra = 0
+    can_delete = False
+    verbose_name = "audit row"
+    verbose_name_plural = "Audit trail (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Seat)
+class SeatAdmin(admin.ModelAdmin):
+    list_display = ("seat", "event", "status_badge", "holder", "time_left", "booked_at")
+    list_display_links = ("seat",)
+    list_filter = (("event", admin.RelatedFieldListFilter), LiveStatusFilter)
+    search_fields = ("=label", "^locked_by", "^booked_by")
+    search_help_text = "A seat label (exact, e.g. A7) or the beginning of a holder's name."
+    list_select_related = ("event",)
+    list_per_page = 100
+    show_full_result_count = False
+    ordering = ("id",)
+    actions = ("release_holds", "book_for_holder", "cancel_bookings")
+    inlines = (SeatEventInline,)
+    state_fields = ("status", "locked_by", "locked_at", "lock_expires_at", "booked_by", "booked_at")
+    fieldsets = (
+        (None, {"fields": ("event", "label", "row", "number")}),
+        ("State now", {"fields": ("status_badge", "holder", "time_left")}),
+        (
+            "Stored state",
+            {
+                "fields": state_fields,
+                "classes": ("collapse",),
+                "description": "Read-only: use the actions on the seat list (release, book, cancel), "
+                "which follow the booking rules and write the audit trail.",
+            },
+        ),
+    )
+    add_fieldsets = ((None, {"fields": ("event", "label", "row", "number")}),)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(live_status=LIVE_STATUS, db_now=Now())
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()  # a new seat has no history
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Buttons for the actions on this one seat (through the same confirmation page).
+        extra_context = {**(extra_context or {}), "can_act_for_others": self.has_hold_for_others_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # A seat's identity and state never change through this form.
+        return ("event", "label", "row", "number", "status_badge", "holder", "time_left", *self.state_fields)
+
+    @admin.display(description="Seat", ordering="id")
+    def seat(self, obj):
+        return obj.label
+
+    @admin.display(description="Status", ordering="live_status")
+    def status_badge(self, obj):
+        live = getattr(obj, "live_status", obj.status)
+        text, colour = BADGES.get(live, (live, "#555"))
+        title = f"hold by {obj.locked_by} expired" if live == "expired" else ""
+        return _badge(text, colour, title)
+
+    @admin.display(description="Holder")
+    def holder(self, obj):
+        live = getattr(obj, "live_status", obj.status)
+        if live == SeatStatus.LOCKED:
+            return obj.locked_by
+        if live == SeatStatus.BOOKED:
+            return obj.booked_by
+        if live == "expired":
+            return format_html('<span style="color:#888">{} (hold expired)</span>', obj.locked_by)
+        return "—"
+
+    @admin.display(description="Hold time left", ordering="lock_expires_at")
+    def time_left(self, obj):
+        if getattr(obj, "live_status", obj.status) != SeatStatus.LOCKED:
+            return "—"
+        return _time_left(obj.lock_expires_at, getattr(obj, "db_now", None))
+
+    # The actions: one confirmation page each, then the service; they act for any holder.
+
+    def has_hold_for_others_permission(self, request) -> bool:
+        return self.has_change_permission(request) and request.user.has_perm(HOLD_FOR_OTHERS)
+
+    @admin.action(description="Release holds on the selected seats", permissions=["hold_for_others"])
+    def release_holds(self, request, queryset):
+        return self._confirm_and_run(
+            request,
+            queryset,
+            action="release_holds",
+            title="Release holds",
+            explain="Held seats become available at once; their holders can no longer book them. "
+            "Seats that are not held are skipped.",
+            run=lambda ids, form: services.seats_admin_release(seat_ids=ids, actor=request.user),
+            done="released",
+        )
+
+    @admin.action(description="Book the selected seats for a holder…", permissions=["hold_for_others"])
+    def book_for_holder(self, request, queryset):
+        return self._confirm_and_run(
+            request,
+            queryset,
+            action="book_for_holder",
+            title="Book for a holder",
+            explain="Available seats, expired holds and the holder's own holds are booked for the holder. "
+            "Seats held by someone else and seats already booked are skipped.",
+            run=lambda ids, form: services.seats_admin_book(
+                seat_ids=ids, holder=form.cleaned_data["holder"], actor=request.user
+            ),
+            done="booked for {holder}",
+            form_class=HolderForm,
+        )
+
+    @admin.action(description="Cancel bookings of the selected seats", permissions=["hold_for_others"])
+    def cancel_bookings(self, request, queryset):
+        return self._confirm_and_run(
+            request,
+            queryset,
+            action="cancel_bookings",
+            title="Cancel bookings",
+            explain="Booked seats become available again and can be sold to anyone. "
+            "Seats that are not booked are skipped.",
+            run=lambda ids, form: services.seats_admin_cancel(seat_ids=ids, actor=request.user),
+            done="cancelled (available again)",
+        )
+
+    def _confirm_and_run(self, request, queryset, *, action, title, explain, run, done, form_class=None):
+        """First show what was selected and ask (and the holder, if needed); on "confirm", run it."""
+        confirmed = request.POST.get("confirm") == "yes"
+        form = form_class(request.POST if confirmed else None) if form_class else None
+        if confirmed and (form is None or form.is_valid()):
+            ids = list(queryset.values_list("pk", flat=True))
+            try:
+                result = run(ids, form)
+            except BookingError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+                return None
+            self._report(request, result, done.format(**(form.cleaned_data if form else {})))
+            return None
+
+        counts = queryset.aggregate(
+            total=Count("pk"),
+            available=Count("pk", filter=AVAILABLE_NOW),
+            held=Count("pk", filter=LOCKED_NOW),
+            booked=Count("pk", filter=BOOKED),
+        )
+        sample_size = 50
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "explain": explain,
+            "opts": self.opts,
+            "action": action,
+            "counts": counts,
+            "sample": [
+                {
+                    "label": seat.label,
+                    "event": seat.event,
+                    "status_html": self.status_badge(seat),
+                    "holder_html": self.holder(seat),
+                    "time_left_text": self.time_left(seat),
+                }
+                for seat in queryset.select_related("event")[:sample_size]
+            ],
+            "sample_size": sample_size,
+            "form": form,
+            "select_across": request.POST.get("select_across", "0"),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "changelist_url": reverse("admin:booking_seat_changelist")
+            + (f"?{request.GET.urlencode()}" if request.GET else ""),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/booking/seat/action_confirmation.html", context)
+
+    def _report(self, request, result: services.AdminResult, done: str) -> None:
+        changed = len(result.changed)
+        if changed:
+            self.message_user(request, f"{_plural(changed, 'seat')} {done}.", messages.SUCCESS)
+        else:
+            self.message_user(request, f"No seat {done}.", messages.WARNING)
+        if not result.skipped:
+            return
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for seat_id, reason in sorted(result.skipped.items()):
+            by_reason[reason].append(seat_id)
+        max_reasons, max_seats = 10, 10
+        shown = list(by_reason.items())[:max_reasons]
+        labels = dict(
+            Seat.objects.filter(pk__in=[i for _, ids in shown for i in ids[:max_seats]]).values_list("pk", "label")
+        )
+        parts = []
+        for reason, ids in shown:
+            names = ", ".join(labels.get(i, f"#{i}") for i in ids[:max_seats])
+            if len(ids) > max_seats:
+                names += f" and {len(ids) - max_seats} more"
+            parts.append(f"{names}: {reason}")
+        rest = len(by_reason) - len(shown)
+        text = f"{_plural(len(result.skipped), 'seat')} skipped. " + "; ".join(parts)
+        if rest:
+            text += f"; and seats skipped for {rest} other reasons"
+        self.message_user(request, text + ".", messages.WARNING)
+
+
+# --- Audit trail -------------------------------------------------------------
+
+
+class HolderFilter(admin.SimpleListFilter):
+    """A text box, not a list: an event can have thousands of holders."""
+
+    title = "holder"
+    parameter_name = "holder"
+    template = "admin/booking/input_filter.html"
+
+    def lookups(self, request, model_admin):
+        return ()
+
+    def has_output(self) -> bool:
+        return True
+
+    def choices(self, changelist):
+        yield {
+            "value": self.value() or "",
+            "clear_url": changelist.get_query_string(remove=[self.parameter_name]),
+            "hidden": [(k, v) for k, v in changelist.params.items() if k != self.parameter_name],
+        }
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(holder=self.value())
+        return queryset
+
+
+@admin.register(SeatEvent)
+class SeatEventAdmin(admin.ModelAdmin):
+    """The audit trail: browsable, never editable, by anybody."""
+
+    list_display = ("created_at", "action", "seat_link", "event", "holder_link", "actor")
+    list_filter = ("action", ("event", admin.RelatedFieldListFilter), HolderFilter)
+    search_fields = ("=holder", "=seat__label")
+    search_help_text = "A holder (exact) or a seat label (exact, e.g. A7)."
+    list_select_related = ("seat", "event", "actor")
+    list_per_page = 100
+    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+    fields = ("created_at", "action", "seat", "event", "holder", "actor")
+    readonly_fields = fields
+
+    @admin.display(description="Seat", ordering="seat__label")
+    def seat_link(self, obj):
+        return format_html('<a href="{}">{}</a>', _admin_url(obj.seat), obj.seat.label)
+
+    @admin.display(description="Holder", ordering="holder")
+    def holder_link(self, obj):
+        if not obj.holder:
+            return "—"
+        return format_html('<a href="?{}">{}</a>', urlencode({"holder": obj.holder}), obj.holder)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- Users and their API tokens ---------------------------------------------
+
+User = get_user_model()
+
+
+class ApiTokenInline(admin.StackedInline):
+    """The user's API token; delete it here to revoke it, or issue a new one from the user list."""
+
+    model = Token
+    fields = ("key", "created")
+    readonly_fields = fields
+    extra = 0
+    max_num = 1
+    verbose_name = "API token"
+    verbose_name_plural = "API token"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+def _hold_for_others_permission() -> Permission:
+    return Permission.objects.get(content_type__app_label="booking", codename="hold_for_others")
+
+
+class HoldForOthersFilter(admin.SimpleListFilter):
+    title = "may hold for others"
+    parameter_name = "hold_for_others"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(may_hold_for_others=True)
+        if self.value() == "no":
+            return queryset.filter(may_hold_for_others=False)
+        return queryset
+
+
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class BoxOfficeUserAdmin(UserAdmin):
+    """The stock user admin (permissions included), plus API tokens and the box-office right."""
+
+    list_display = ("username", "email", "is_staff", "hold_for_others", "api_token", "is_active", "last_login")
+    list_filter = (*UserAdmin.list_filter, HoldForOthersFilter)
+    inlines = (ApiTokenInline,)
+    actions = ("grant_hold_for_others", "revoke_hold_for_others", "issue_api_token")
+
+    def get_queryset(self, request):
+        granted = Q(codename="hold_for_others", content_type__app_label="booking")
+        direct = Permission.objects.filter(granted, user=OuterRef("pk"))
+        via_group = Permission.objects.filter(granted, group__user=OuterRef("pk"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                may_hold_for_others=Case(
+                    When(Q(is_superuser=True, is_active=True) | Exists(direct) | Exists(via_group), then=Value(True)),
+                    default=Value(False),
+                ),
+                has_token=Exists(Token.objects.filter(user=OuterRef("pk"))),
+            )
+        )
+
+    @admin.display(description="May hold for others", boolean=True, ordering="may_hold_for_others")
+    def hold_for_others(self, obj):
+        return obj.may_hold_for_others
+
+    @admin.display(description="API token", boolean=True, ordering="has_token")
+    def api_token(self, obj):
+        return obj.has_token
+
+    @admin.action(description="Grant “hold, book and release for any holder”", permissions=["change"])
+    def grant_hold_for_others(self, request, queryset):
+        permission = _hold_for_others_permission()
+        users = list(queryset)
+        for user in users:
+            user.user_permissions.add(permission)
+        self.message_user(request, f"{_plural(len(users), 'user')} may now act for any holder.", messages.SUCCESS)
+
+    @admin.action(description="Revoke “hold, book and release for any holder”", permissions=["change"])
+    def revoke_hold_for_others(self, request, queryset):
+        permission = _hold_for_others_permission()
+        users = list(queryset)
+        for user in users:
+            user.user_permissions.remove(permission)
+        self.message_user(
+            request,
+            f"{_plural(len(users), 'user')} no longer hold the right directly (a group or superuser status may "
+            "still grant it).",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Issue a new API token (the old one stops working)", permissions=["change"])
+    def issue_api_token(self, request, queryset):
+        issued = []
+        with transaction.atomic():
+            for user in queryset.order_by("username"):
+                Token.objects.filter(user=user).delete()
+                issued.append((user.get_username(), Token.objects.create(user=user).key))
+        self.message_user(
+            request,
+            format_html(
+                "New API tokens (hand them over now): {}",
+                format_html_join(", ", "{}: <code>{}</code>", issued),
+            ),
+            messages.SUCCESS,
+        )
