@@ -1,12 +1,10 @@
 """Admin forms: seating blocks (rows × numbers) and the holder of an admin booking."""
 
-from collections import Counter
-
 from django import forms
 from django.core.exceptions import ValidationError
 
 from .models import Event
-from .seating import MAX_SEATS_PER_ROW, parse_row_range
+from .seating import MAX_SEATS_PER_ROW, parse_row_range, seat_label
 
 #: The largest block one form may create (a stadium's worth; one request).
 MAX_BLOCK_SEATS = 100_000
@@ -15,7 +13,7 @@ MAX_FIRST_NUMBER = 100_000
 
 def block_labels(rows: list[str], seats_per_row: int, first_number: int) -> list[str]:
     """The labels :func:`booking.services.seats_add_block` gives a block."""
-    return [f"{row}{number}" for row in rows for number in range(first_number, first_number + seats_per_row)]
+    return [seat_label(row, number) for row in rows for number in range(first_number, first_number + seats_per_row)]
 
 
 def _listed(labels: list[str], limit: int = 10) -> str:
@@ -78,12 +76,6 @@ class SeatingBlockFields(forms.Form):
                 f"That block has {total:,} seats; one block may have at most {MAX_BLOCK_SEATS:,}. Add it in parts."
             )
         labels = block_labels(rows, per_row, first)
-        clashes = sorted(label for label, count in Counter(labels).items() if count > 1)
-        if clashes:
-            raise ValidationError(
-                f"Rows {rows[0]}-{rows[-1]} with seats {first}-{first + per_row - 1} give the same label "
-                f"twice ({_listed(clashes)}): use letter rows, or fewer seats per row."
-            )
         if existing_labels:
             taken = [label for label in labels if label in existing_labels]
             if taken:

@@ -49,3 +49,8 @@ def validate_seats_per_row(count: int) -> int:
     if not 1 <= count <= MAX_SEATS_PER_ROW:
         raise ValueError(f"Seats per row must be between 1 and {MAX_SEATS_PER_ROW}.")
     return count
+
+
+def seat_label(row: str, number: int) -> str:
+    """``A7``; for a numbered row a dash keeps labels apart (row 1 seat 11 is ``1-11``, row 11 seat 1 ``11-1``)."""
+    return f"{row}-{number}" if row[-1:].isdigit() else f"{row}{number}"

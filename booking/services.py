@@ -36,6 +36,7 @@ from .errors import (
 from .live import publish_seat_changes
 from .models import Event, Seat, SeatAction, SeatEvent, SeatStatus
 from .representations import SEAT_COLUMNS, seat_payload
+from .seating import seat_label
 
 logger = logging.getLogger("booking.expiry")
 
@@ -492,7 +493,7 @@ def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, fi
     try:
         with transaction.atomic():
             Seat.objects.bulk_create(
-                (Seat(event=event, label=f"{row}{number}", row=row, number=number) for row, number in labels),
+                (Seat(event=event, label=seat_label(row, number), row=row, number=number) for row, number in labels),
                 batch_size=2000,
             )
     except IntegrityError as exc:

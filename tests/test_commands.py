@@ -68,3 +68,10 @@ def test_create_api_user_rights():
     assert user.has_perm("booking.hold_for_others")
     run("create_api_user", "plain")
     assert not Token.objects.get(user__username="plain").user.has_perm("booking.hold_for_others")
+
+
+def test_numbered_rows_get_distinct_labels():
+    event = Event.objects.get(pk=int(run("create_event", "Numbered", "--rows", "1-12", "--seats-per-row", "20")))
+    assert event.seats.count() == 240
+    assert Seat.objects.get(event=event, row="1", number=11).label == "1-11"
+    assert Seat.objects.get(event=event, row="11", number=1).label == "11-1"

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from booking.errors import BookingError
 from booking.seating import parse_row_range, validate_seats_per_row
 from booking.services import event_create_with_seats
 
@@ -27,9 +28,12 @@ class Command(BaseCommand):
         if hold_seconds is not None and hold_seconds < 1:
             raise CommandError("--hold-seconds must be at least 1.")
         when = _parse_starts_at(starts_at)
-        event = event_create_with_seats(
-            name=name, starts_at=when, rows=row_names, seats_per_row=seats_per_row, hold_seconds=hold_seconds
-        )
+        try:
+            event = event_create_with_seats(
+                name=name, starts_at=when, rows=row_names, seats_per_row=seats_per_row, hold_seconds=hold_seconds
+            )
+        except BookingError as exc:
+            raise CommandError(exc.detail) from exc
         self.stderr.write(
             f"Created event '{event.name}' with {len(row_names) * seats_per_row} seats "
             f"(rows {row_names[0]}-{row_names[-1]}, 1-{seats_per_row}), hold {event.hold_seconds}s."
