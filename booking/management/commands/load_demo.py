@@ -1,3 +1,4 @@
+import json
 import os
 from datetime import timedelta
 
@@ -55,7 +56,7 @@ class Command(BaseCommand):
             note = "  (may hold for others)" if for_others else ""
             self.stdout.write(f"  {username:<10} {password:<15} {tokens[username]}{note}")
         first_seat = event.seats.order_by("pk").values_list("pk", flat=True).first()
-        body = '{"seatId": %d}' % first_seat
+        body = json.dumps({"seatId": first_seat})
         self.stdout.write(
             f"Try: curl -H 'Authorization: Token {tokens['alice']}' -H 'Content-Type: application/json' "
             f"-d '{body}' http://127.0.0.1:{port}/api/lock"
