@@ -136,36 +136,6 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# --- Celery: the expiry sweep (booking.tasks) on beat --------------------------
-# The default broker needs no server: Kombu's filesystem transport in var/,
-# one folder for both directions, so a worker and beat on this machine share
-# it. Production: CELERY_BROKER_URL=redis://... (or amqp://...). No result
-# backend: the sweep's outcome is in the database and the log.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "celery-broker"
-    for _folder in ("queue", "processed", "control"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "polling_interval": 0.5,
-    }
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {
-    "release-expired-holds": {
-        "task": "booking.tasks.release_expired_holds",
-        "schedule": BOOKING_SWEEP_SECONDS,
-        # A sweep nobody ran in time is dropped: the next one does its work.
-        "options": {"expires": max(BOOKING_SWEEP_SECONDS, 1.0)},
-    },
-}
-
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -202,16 +172,41 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Celery: the expiry sweep (booking.tasks) on beat --------------------------
+# The default broker needs no server: Kombu's filesystem transport in var/,
+# one folder for both directions, so a worker and beat on this machine share
+# it. Production: CELERY_BROKER_URL=redis://... (or amqp://...). No result
+# backend: the sweep's outcome is in the database and the log.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "celery-broker"
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "polling_interval": 0.5,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "release-expired-holds": {
+        "task": "booking.tasks.release_expired_holds",
+        "schedule": BOOKING_SWEEP_SECONDS,
+        # A sweep nobody ran in time is dropped: the next one does its work.
+        "options": {"expires": max(BOOKING_SWEEP_SECONDS, 1.0)},
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "WARNING"},
-        # Not a line per sweep run: the sweep logs each released seat itself (booking.expiry).
-        "celery.app.trace": {"level": env.str("CELERY_TASK_LOG_LEVEL", default="WARNING")},
-        "celery.worker.strategy": {"level": env.str("CELERY_TASK_LOG_LEVEL", default="WARNING")},
-    },
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
