@@ -30,6 +30,7 @@ def start_make_run(var_dir, port: int) -> Process:
         DATABASE_URL=None,
         CELERY_BROKER_URL=None,
         REDIS_URL=None,
+        CACHE_URL=None,
         # Short holds and sweeps, so the test sees the worker release one.
         BOOKING_HOLD_SECONDS="2",
         BOOKING_SWEEP_SECONDS="1",
