@@ -12,9 +12,11 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 # The embedded service: SQLite, demo data, web server + Celery worker + beat.
+# Ctrl-C stops all three. PORT=8001 make run serves on another port.
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py load_demo
+	PATH="$(abspath $(BIN)):$$PATH" PORT="$${PORT:-8000}" exec $(BIN)/honcho -f Procfile.dev start
 
 # The test suite, on DATABASE_URL (SQLite by default). Extra pytest args: make test ARGS="-k lock"
 test: $(VENV)/.installed

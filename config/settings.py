@@ -170,6 +170,36 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Celery: the expiry sweep (booking.tasks) on beat --------------------------
+# The default broker needs no server: Kombu's filesystem transport in var/,
+# one folder for both directions, so a worker and beat on this machine share
+# it. Production: CELERY_BROKER_URL=redis://... (or amqp://...). No result
+# backend: the sweep's outcome is in the database and the log.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "celery-broker"
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
+        "polling_interval": 0.5,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "release-expired-holds": {
+        "task": "booking.tasks.release_expired_holds",
+        "schedule": BOOKING_SWEEP_SECONDS,
+        # A sweep nobody ran in time is dropped: the next one does its work.
+        "options": {"expires": max(BOOKING_SWEEP_SECONDS, 1.0)},
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

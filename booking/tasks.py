@@ -1,0 +1,20 @@
+"""Celery tasks: each a few lines around a service."""
+
+import logging
+
+from celery import shared_task
+
+from .errors import Busy
+from .services import holds_release_expired
+
+logger = logging.getLogger("booking.expiry")
+
+
+@shared_task(ignore_result=True)
+def release_expired_holds() -> int:
+    """Beat's sweep: free every expired hold. Idempotent, so a late or doubled run does no harm."""
+    try:
+        return holds_release_expired()
+    except Busy:
+        logger.warning("expiry sweep skipped: database busy; the next sweep retries")
+        return 0

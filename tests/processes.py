@@ -1,0 +1,147 @@
+"""Helpers for tests that start real processes (servers, Celery worker and beat)
+on the test database: free ports, the environment, bounded waits, clean kills."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from django.db import connection
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def current_database_url() -> str:
+    """The URL of the database this test runs on (the test database), for a child process."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    auth = quote(settings.get("USER") or "")
+    if settings.get("PASSWORD"):
+        auth += ":" + quote(settings["PASSWORD"])
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{auth}@{host}:{port}/{settings['NAME']}"
+
+
+def child_env(**overrides: str | None) -> dict[str, str]:
+    """This process's environment, pointed at the test database; None removes a variable."""
+    env = dict(os.environ)
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        env.pop(name, None)
+    env.update(DATABASE_URL=current_database_url(), DJANGO_SETTINGS_MODULE="config.settings", PYTHONUNBUFFERED="1")
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+class Process:
+    """A child process in its own process group, its output (stdout and stderr) collected as it comes."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path = REPO):
+        self.args = args
+        self.popen = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:
+            with self._lock:
+                self._lines.append(line)
+
+    @property
+    def output(self) -> str:
+        with self._lock:
+            return "".join(self._lines)
+
+    def wait_for_output(self, pattern: str, timeout: float) -> re.Match:
+        """The first match of ``pattern`` in the output; fails after ``timeout`` seconds or if the process ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output, re.MULTILINE)
+            if match:
+                return match
+            if self.popen.poll() is not None:
+                self._reader.join(timeout=2)
+                match = re.search(pattern, self.output, re.MULTILINE)
+                if match:
+                    return match
+                raise AssertionError(
+                    f"{self.args[0]} exited ({self.popen.returncode}) before {pattern!r}:\n{self.output}"
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} within {timeout}s from {self.args}:\n{self.output}")
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float) -> int:
+        code = self.popen.wait(timeout=timeout)
+        self._reader.join(timeout=2)
+        return code
+
+    def stop(self) -> None:
+        """Terminate the whole group, then kill it if it lingers (a test's cleanup)."""
+        if self.popen.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                pass
+        self.signal_group(signal.SIGKILL)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._reader.join(timeout=2)
+
+
+def wait_for_http(url: str, *, timeout: float, process: Process | None = None) -> requests.Response:
+    """GET ``url`` until it answers 200; fails after ``timeout`` seconds or when ``process`` dies."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.popen.poll() is not None:
+            raise AssertionError(f"server exited ({process.popen.returncode}):\n{process.output}")
+        try:
+            response = requests.get(url, timeout=2)
+            if response.status_code == 200:
+                return response
+        except requests.RequestException as exc:
+            last_error = exc
+        time.sleep(0.1)
+    output = process.output if process is not None else ""
+    raise AssertionError(f"{url} did not answer 200 within {timeout}s ({last_error}):\n{output}")
