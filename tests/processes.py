@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -145,3 +147,42 @@ def wait_for_http(url: str, *, timeout: float, process: Process | None = None) -
         time.sleep(0.1)
     output = process.output if process is not None else ""
     raise AssertionError(f"{url} did not answer 200 within {timeout}s ({last_error}):\n{output}")
+
+
+def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    """The production web server (gunicorn), on the test database and a free port; returns it and its base URL."""
+    port = free_port()
+    server = Process(
+        [
+            str(BIN / "gunicorn"),
+            "config.wsgi:application",
+            f"--bind=127.0.0.1:{port}",
+            f"--workers={workers}",
+            "--worker-class=gthread",
+            f"--threads={threads}",
+        ],
+        env=env or child_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/api/health", timeout=30, process=server)
+    except BaseException:
+        server.stop()
+        raise
+    return server, base
+
+
+@contextmanager
+def running_web_servers(count: int, **kwargs) -> Iterator[list[str]]:
+    """``count`` separate web server processes on one database; yields their base URLs."""
+    started: list[Process] = []
+    try:
+        urls = []
+        for _ in range(count):
+            server, base = start_web_server(**kwargs)
+            started.append(server)
+            urls.append(base)
+        yield urls
+    finally:
+        for server in started:
+            server.stop()

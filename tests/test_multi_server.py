@@ -8,8 +8,8 @@ import requests
 
 from booking.models import Seat, SeatEvent
 
+from .processes import running_web_servers
 from .racing import race
-from .servers import running_servers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.slow]
 
@@ -19,7 +19,7 @@ def test_clients_racing_across_two_servers_never_share_a_seat(make_user, seat_id
     tokens = {user.username: user.auth_token.key for user in holders}
     contested = seat_ids[:8]
 
-    with running_servers(2) as (first, second):
+    with running_web_servers(2, workers=1, threads=8) as (first, second):
 
         def shopper(username: str, base_url: str, rng: random.Random):
             session = requests.Session()

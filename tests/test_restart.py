@@ -14,28 +14,9 @@ import requests
 
 from booking.models import SeatAction, SeatEvent
 
-from .processes import BIN, Process, child_env, free_port, wait_for_http
+from .processes import start_web_server as start_server
 
 HOLD_SECONDS = 5
-
-
-def start_server() -> tuple[Process, str]:
-    """The production web server (gunicorn), on the test database and a free port."""
-    port = free_port()
-    server = Process(
-        [
-            str(BIN / "gunicorn"),
-            "config.wsgi:application",
-            f"--bind=127.0.0.1:{port}",
-            "--workers=2",
-            "--worker-class=gthread",
-            "--threads=4",
-        ],
-        env=child_env(),
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{base}/api/health", timeout=30, process=server)
-    return server, base
 
 
 def post(base: str, path: str, token: str, body: dict) -> requests.Response:
