@@ -55,6 +55,11 @@ class Seat(models.Model):
     lock_expires_at = models.DateTimeField(null=True, blank=True)
     booked_by = models.CharField(max_length=150, blank=True, default="")
     booked_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveBigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Bumped by every change; live clients drop a pushed state older than the one they have.",
+    )
 
     class Meta:
         ordering = ["id"]

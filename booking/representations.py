@@ -6,7 +6,7 @@ from typing import Any
 from .models import SeatStatus
 
 #: Columns a seat payload is built from (``.values(*SEAT_COLUMNS)``).
-SEAT_COLUMNS = ("id", "event_id", "label", "row", "number", "status", "lock_expires_at")
+SEAT_COLUMNS = ("id", "event_id", "label", "row", "number", "status", "lock_expires_at", "version")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -33,4 +33,5 @@ def seat_payload(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "number": row["number"],
         "status": str(status),
         "lockExpiresAt": iso(expires),
+        "version": row["version"],
     }

@@ -247,7 +247,10 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResu
                 lock_expires_at=expires,
                 booked_by="",
                 booked_at=None,
+                version=F("version") + 1,
             )
+        for row in rows:
+            row["version"] += 1
         SeatEvent.objects.bulk_create(audit)
         payloads = [seat_payload(row, now) for row in rows]
         _push_after_commit(payloads)
@@ -307,10 +310,11 @@ def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsR
                 locked_by="",
                 locked_at=None,
                 lock_expires_at=None,
+                version=F("version") + 1,
             )
             SeatEvent.objects.bulk_create(_audit(to_book, SeatAction.BOOKED, actor=actor, holder=holder))
         for row in to_book:
-            row.update(status=SeatStatus.BOOKED, lock_expires_at=None)
+            row.update(status=SeatStatus.BOOKED, lock_expires_at=None, version=row["version"] + 1)
         payloads = [seat_payload(row, now) for row in rows]
         _push_after_commit(_changed(payloads, to_book))
     return SeatsResult(holder=holder, seats=payloads)
@@ -336,13 +340,14 @@ def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsRe
             _set_available([row["id"] for row in to_release])
             SeatEvent.objects.bulk_create(_audit(to_release, SeatAction.UNLOCKED, actor=actor, holder=holder))
         for row in to_release:
-            row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None)
+            row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None, version=row["version"] + 1)
         payloads = [seat_payload(row, now) for row in rows]
         _push_after_commit(_changed(payloads, to_release))
     return SeatsResult(holder=holder, seats=payloads)
 
 
 def _set_available(seat_ids: list[int]) -> None:
+    """Free the seats; like every seat write, it bumps their ``version`` by one."""
     Seat.objects.filter(pk__in=seat_ids).update(
         status=SeatStatus.AVAILABLE,
         locked_by="",
@@ -350,6 +355,7 @@ def _set_available(seat_ids: list[int]) -> None:
         lock_expires_at=None,
         booked_by="",
         booked_at=None,
+        version=F("version") + 1,
     )
 
 
@@ -377,17 +383,18 @@ WITH expired AS (
     FOR UPDATE SKIP LOCKED
 ), released AS (
     UPDATE booking_seat AS s
-    SET status = 'available', locked_by = '', locked_at = NULL, lock_expires_at = NULL
+    SET status = 'available', locked_by = '', locked_at = NULL, lock_expires_at = NULL, version = s.version + 1
     FROM expired AS e
     WHERE s.id = e.id
-    RETURNING s.id, s.event_id, s.label, s.row, s.number, e.locked_by, e.lock_expires_at
+    RETURNING s.id, s.event_id, s.label, s.row, s.number, e.locked_by, e.lock_expires_at, s.version
 ), audit AS (
     INSERT INTO booking_seatevent (seat_id, event_id, action, holder, created_at)
     SELECT id, event_id, 'expired', locked_by, STATEMENT_TIMESTAMP() FROM released
 )
-SELECT id, event_id, label, row, number, locked_by, lock_expires_at FROM released ORDER BY id
+SELECT id, event_id, label, row, number, locked_by, lock_expires_at, version FROM released ORDER BY id
 """
-_RELEASED_COLUMNS = ("id", "event_id", "label", "row", "number", "locked_by", "lock_expires_at")
+#: The freed seats, with their old holder and expiry and their new version.
+_RELEASED_COLUMNS = ("id", "event_id", "label", "row", "number", "locked_by", "lock_expires_at", "version")
 
 
 def _release_batch_postgresql(*, event_id: int | None, seat_ids: Sequence[int] | None, batch: int) -> list[dict]:
@@ -412,6 +419,8 @@ def _release_batch_generic(*, event_id: int | None, seat_ids: Sequence[int] | No
     ids = [row["id"] for row in rows]
     for start in range(0, len(ids), 500):
         _set_available(ids[start : start + 500])
+    for row in rows:
+        row["version"] += 1
     SeatEvent.objects.bulk_create(_audit(rows, SeatAction.EXPIRED, actor=None), batch_size=500)
     return rows
 
@@ -570,7 +579,7 @@ def seats_admin_release(*, seat_ids: Sequence[int], actor=None) -> AdminResult:
             _set_available([row["id"] for row in to_release])
             SeatEvent.objects.bulk_create(_audit(to_release, SeatAction.ADMIN_RELEASED, actor=actor))
             for row in to_release:
-                row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None)
+                row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None, version=row["version"] + 1)
             _push_after_commit([seat_payload(row, now) for row in to_release])
         return [row["id"] for row in to_release], skipped
 
@@ -611,10 +620,11 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor=None) -> Adm
                 locked_by="",
                 locked_at=None,
                 lock_expires_at=None,
+                version=F("version") + 1,
             )
             SeatEvent.objects.bulk_create(audit)
             for row in to_book:
-                row.update(status=SeatStatus.BOOKED, lock_expires_at=None)
+                row.update(status=SeatStatus.BOOKED, lock_expires_at=None, version=row["version"] + 1)
             _push_after_commit([seat_payload(row, now) for row in to_book])
         return [row["id"] for row in to_book], skipped
 
@@ -633,7 +643,7 @@ def seats_admin_cancel(*, seat_ids: Sequence[int], actor=None) -> AdminResult:
             _set_available([row["id"] for row in to_cancel])
             SeatEvent.objects.bulk_create(_audit(to_cancel, SeatAction.ADMIN_CANCELLED, actor=actor))
             for row in to_cancel:
-                row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None)
+                row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None, version=row["version"] + 1)
             _push_after_commit([seat_payload(row, now) for row in to_cancel])
         return [row["id"] for row in to_cancel], skipped
 

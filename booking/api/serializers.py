@@ -81,6 +81,9 @@ class SeatSerializer(serializers.Serializer):
     number = serializers.IntegerField()
     status = serializers.ChoiceField(choices=SeatStatus.values)
     lockExpiresAt = serializers.DateTimeField(allow_null=True)
+    version = serializers.IntegerField(
+        help_text="Grows with every change of the seat: of two states of one seat, the higher version is newer."
+    )
 
 
 class SeatsResultSerializer(serializers.Serializer):
