@@ -8,6 +8,7 @@ as available anyway, in case that release was skipped.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Q
@@ -41,6 +42,21 @@ def seats_list(*, event_id: int | None = None, status: str | None = None) -> lis
 def event_seat_map(*, event_id: int) -> list[dict[str, Any]]:
     """Every seat of the event, in one query."""
     return seats_list(event_id=event_id)
+
+
+def event_seat_snapshot(*, event_id: int) -> tuple[list[dict[str, Any]], datetime] | None:
+    """Every seat of the event and the database's time, or None for an unknown event.
+
+    For the live map's first message: one query (a second only for an event
+    without seats). It releases nothing, so it never waits for a write lock;
+    expired holds read as available all the same.
+    """
+    rows = list(Seat.objects.filter(event_id=event_id).order_by("pk").values(*SEAT_COLUMNS, db_now=Now()))
+    if rows:
+        now = rows[0]["db_now"]
+        return [seat_payload(row, now) for row in rows], now
+    event = Event.objects.filter(pk=event_id).values(db_now=Now()).first()
+    return ([], event["db_now"]) if event else None
 
 
 def _status_counts() -> dict[str, Count]:

@@ -1,6 +1,27 @@
+"""The ASGI application: Django's HTTP views and the live seat map's WebSockets.
+
+Served by daphne (``make run``, Procfile's ``live`` process). WebSockets are
+checked against ALLOWED_HOSTS by their Origin header (a cross-site page cannot
+open one with a visitor's session) and carry the session's user.
+"""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+# Set up Django (apps, settings) before importing anything that uses models.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from booking.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

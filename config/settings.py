@@ -32,6 +32,8 @@ BOOKING_SWEEP_SECONDS = env.float("BOOKING_SWEEP_SECONDS", default=5.0)
 BOOKING_SWEEP_BATCH = env.int("BOOKING_SWEEP_BATCH", default=20000)
 
 INSTALLED_APPS = [
+    # First: its runserver command serves HTTP and WebSockets (ASGI).
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "channels",
     "booking",
 ]
 
@@ -58,6 +61,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -133,6 +137,29 @@ LOGOUT_REDIRECT_URL = "/"
 # --- Cache: throttling counters; share one across servers (CACHE_URL=redis://…) --
 REDIS_URL = env.str("REDIS_URL", default="")
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# --- Channel layer: live seat updates (booking/live.py, booking/consumers.py) ---
+# In memory by default: it reaches only the clients of this one process, which
+# is all the embedded run needs (its page turns expired holds free by itself).
+# With REDIS_URL every app server, the Celery worker and the admin reach every
+# client. RedisChannelLayer rather than RedisPubSubChannelLayer: it is the
+# stable, documented layer, its per-channel queues are bounded (capacity,
+# expiry) so a slow client cannot grow Redis, and it is safe to call from
+# sync code (gunicorn threads, Celery) through async_to_sync.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="booking"),
+                "capacity": 1000,
+                "expiry": 30,
+            },
+        },
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {
