@@ -5,6 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("booking.api.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("booking.pages")),
 ]
 
 handler404 = "booking.api.exceptions.not_found_json"

@@ -1,0 +1,40 @@
+"""HTML pages: the list of events and the live seat map of one event.
+
+The pages only render the frame; the seat map's script reads the seats over
+the WebSocket and writes through the JSON API with the session (and CSRF),
+so the page holds no rule of its own.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import path
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from .selectors import event_detail, event_list
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "booking/index.html", {"events": event_list()})
+
+
+@ensure_csrf_cookie  # the script sends the cookie's token with every write
+def seat_map(request: HttpRequest, event_id: int) -> HttpResponse:
+    event = event_detail(event_id=event_id)
+    if event is None:
+        return render(request, "booking/not_found.html", {"event_id": event_id}, status=404)
+    user = request.user
+    config = {
+        "event": event,
+        "socketPath": f"/ws/events/{event_id}/",
+        "api": "/api",
+        "user": user.get_username() if user.is_authenticated else None,
+    }
+    return render(request, "booking/seat_map.html", {"event": event, "config": config})
+
+
+urlpatterns = [
+    path("", index, name="index"),
+    path("events/<int:event_id>/", seat_map, name="seat-map"),
+]
