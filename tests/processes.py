@@ -172,6 +172,39 @@ def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] 
     return server, base
 
 
+def start_live_server(*, env: dict[str, str] | None = None) -> tuple[Process, str]:
+    """The ASGI server (daphne: HTTP, the pages and WebSockets), on the test database and a free port;
+    returns it and its base URL."""
+    port = free_port()
+    server = Process(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
+        env=env or child_env(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base}/api/health", timeout=30, process=server)
+    except BaseException:
+        server.stop()
+        raise
+    return server, base
+
+
+@contextmanager
+def running_worker_and_beat(*, env: dict[str, str]) -> Iterator[Process]:
+    """A Celery worker and a beat process (separate, as in production) with ``env``
+    (its CELERY_BROKER_URL, BOOKING_SWEEP_SECONDS, BOOKING_VAR_DIR for beat's schedule); yields the worker."""
+    celery = str(BIN / "celery")
+    worker = Process([celery, "-A", "config", "worker", "--pool=solo", "--loglevel=INFO", "--without-gossip"], env=env)
+    beat = Process([celery, "-A", "config", "beat", "--loglevel=INFO"], env=env)
+    try:
+        worker.wait_for_output(r"celery@\S+ ready\.", timeout=30)
+        beat.wait_for_output(r"beat: Starting", timeout=30)
+        yield worker
+    finally:
+        beat.stop()
+        worker.stop()
+
+
 @contextmanager
 def running_web_servers(count: int, **kwargs) -> Iterator[list[str]]:
     """``count`` separate web server processes on one database; yields their base URLs."""
