@@ -1,0 +1,164 @@
+"""The seat-map page in a real browser (Playwright driving Debian's chromium)
+against a daphne process: two signed-in people see each other's holds and
+bookings live, a conflict is explained, and an unconfirmed hold turns free on
+both screens at its expiry."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import require
+from .processes import REPO, child_env, start_live_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RESULTS = REPO / "test-results"
+SHORT_HOLD = 3  # seconds
+
+
+@pytest.fixture
+def scene(make_event, make_user) -> dict[str, int]:
+    """Two people and two events, one with a few booked seats and one with short holds; their ids."""
+    from booking.services import seats_admin_book
+
+    make_user("alice", password="alice-browser-pw")
+    make_user("bob", password="bob-browser-pw")
+    gala = make_event(name="Gala", rows=("A", "B", "C", "D"), seats_per_row=10, hold_seconds=60)
+    short = make_event(name="Short holds", rows=("A",), seats_per_row=6, hold_seconds=SHORT_HOLD)
+    by_label = dict(gala.seats.values_list("label", "pk"))
+    seats_admin_book(seat_ids=[by_label[label] for label in ("A4", "A5", "A6", "D1", "D2")], holder="walk-in")
+    return {"gala": gala.id, "short": short.id}
+
+
+@pytest.fixture
+def browser(scene, server_url):
+    """Chromium, started after the data is written: under Playwright's sync API this
+    thread runs an event loop, where Django refuses (rightly) to use the database."""
+    require(shutil.which(CHROMIUM) is not None, f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require(False, "the playwright package is not installed")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def server_url(transactional_db) -> Iterator[str]:
+    server, base = start_live_server(env=child_env())
+    try:
+        yield base
+    finally:
+        server.stop()
+
+
+def signed_in_page(browser, base: str, username: str, password: str, path: str):
+    context = browser.new_context(viewport={"width": 760, "height": 620}, device_scale_factor=1)
+    page = context.new_page()
+    page.goto(f"{base}/accounts/login/?next={path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{path}")
+    wait_live(page)
+    page.evaluate("window.__notReloaded = true")
+    return page
+
+
+def wait_live(page) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=10_000)
+
+
+def seat(page, label: str):
+    return page.locator(f'.seat[data-label="{label}"]')
+
+
+def screenshot(page, name: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_two_people_see_holds_bookings_conflicts_and_expiry_live(scene, server_url, browser):
+    from playwright.sync_api import expect
+
+    path = f"/events/{scene['gala']}/"
+    alice = signed_in_page(browser, server_url, "alice", "alice-browser-pw", path)
+    bob = signed_in_page(browser, server_url, "bob", "bob-browser-pw", path)
+    for page in (alice, bob):
+        expect(seat(page, "A4")).to_have_attribute("data-state", "booked")
+        expect(seat(page, "B5")).to_have_attribute("data-state", "available")
+
+    # Alice holds B5: Bob sees it held, without reloading.
+    seat(alice, "B5").click()
+    expect(seat(alice, "B5")).to_have_attribute("data-state", "mine")
+    expect(alice.locator("#countdown")).to_be_visible()
+    assert 55 <= int(alice.locator("#countdown").get_attribute("data-seconds")) <= 60
+    expect(seat(bob, "B5")).to_have_attribute("data-state", "locked", timeout=3_000)
+    expect(seat(bob, "B5")).to_have_attribute("aria-label", "Seat B5, held by someone")
+
+    # Bob holds a seat of his own, then clicks Alice's: the conflict is explained.
+    seat(bob, "C7").click()
+    expect(seat(bob, "C7")).to_have_attribute("data-state", "mine")
+    expect(seat(alice, "C7")).to_have_attribute("data-state", "locked", timeout=3_000)
+    seat(bob, "B5").click()
+    message = bob.locator("#message")
+    expect(message).to_have_attribute("data-code", "seat_locked")
+    expect(message).to_contain_text("B5 is held by someone else")
+    expect(seat(bob, "B5")).to_have_attribute("data-state", "locked")
+    screenshot(bob, "seat-map-conflict.png")
+
+    # Alice confirms: both see B5 booked.
+    alice.click("#confirm")
+    expect(seat(alice, "B5")).to_have_attribute("data-state", "booked-mine")
+    expect(alice.locator("#message")).to_contain_text("Booked B5")
+    expect(seat(bob, "B5")).to_have_attribute("data-state", "booked", timeout=3_000)
+    screenshot(alice, "seat-map-booked.png")
+
+    # Bob releases his hold: Alice sees C7 free again.
+    bob.click("#release")
+    expect(seat(alice, "C7")).to_have_attribute("data-state", "available", timeout=3_000)
+
+    # A hold left to expire turns free on both screens at its expiry (no sweep runs here).
+    short_path = f"/events/{scene['short']}/"
+    for page in (alice, bob):
+        page.goto(server_url + short_path)
+        wait_live(page)
+        page.evaluate("window.__notReloaded = true")
+    seat(alice, "A3").click()
+    expect(seat(alice, "A3")).to_have_attribute("data-state", "mine")
+    held_at = time.monotonic()
+    expect(seat(bob, "A3")).to_have_attribute("data-state", "locked", timeout=2_000)
+    for page in (alice, bob):
+        expect(seat(page, "A3")).to_have_attribute("data-state", "available", timeout=(SHORT_HOLD + 2) * 1000)
+    freed_after = time.monotonic() - held_at
+    assert freed_after >= SHORT_HOLD - 1, f"freed after {freed_after:.1f}s, before the hold's end"
+    expect(alice.locator("#message")).to_have_attribute("data-code", "hold_expired")
+    expect(alice.locator("#countdown")).to_be_hidden()
+
+    for page in (alice, bob):
+        assert page.evaluate("window.__notReloaded") is True, "the page was reloaded"
