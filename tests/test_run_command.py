@@ -5,6 +5,7 @@ Running it again keeps the data. Also: the demo loader is idempotent."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import pytest
 import requests
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from websockets.sync.client import connect as ws_connect
 
 from booking.models import Event, Seat
 
@@ -78,10 +80,22 @@ def test_make_run_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
         booked = requests.post(f"{base}/api/confirm", json={"seatId": seats[0]["id"]}, headers=headers, timeout=5)
         assert booked.status_code == 200
 
+        # The seat-map page and its WebSocket are served by the same embedded server.
+        assert "seat-map-config" in requests.get(f"{base}/events/{events[0]['id']}/", timeout=5).text
+        socket = ws_connect(f"ws://127.0.0.1:{port}/ws/events/{events[0]['id']}/", origin=base, open_timeout=10)
+
         # bob's hold, never read again, is released by the embedded worker on beat's schedule.
         bob = {"Authorization": f"Token {tokens['bob']}"}
-        held = requests.post(f"{base}/api/lock", json={"seatId": seats[1]["id"]}, headers=bob, timeout=5)
-        assert held.status_code == 200
+        with socket:
+            assert json.loads(socket.recv(timeout=10))["type"] == "snapshot"
+            held = requests.post(f"{base}/api/lock", json={"seatId": seats[1]["id"]}, headers=bob, timeout=5)
+            assert held.status_code == 200
+            pushed = json.loads(socket.recv(timeout=5))
+            assert (pushed["type"], pushed["seat"]["id"], pushed["seat"]["status"]) == (
+                "seat",
+                seats[1]["id"],
+                "locked",
+            )
         run.wait_for_output(
             rf"worker.*Seat {seats[1]['label']} \(id {seats[1]['id']}\) of event {events[0]['id']} released: hold by bob",
             timeout=2 + 1 + 3,
