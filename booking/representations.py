@@ -18,7 +18,11 @@ def iso(value: datetime | None) -> str | None:
 
 
 def seat_payload(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """A seat as clients see it at ``now`` (the database clock): an expired hold reads as available."""
+    """A seat as clients see it at ``now`` (the database clock): an expired hold reads as available.
+
+    ``version`` is the stored row's (bumped by every write): an expired hold
+    keeps its hold's version until the sweep's write makes it one higher.
+    """
     status = row["status"]
     expires = row["lock_expires_at"]
     if status == SeatStatus.LOCKED and (expires is None or expires <= now):
