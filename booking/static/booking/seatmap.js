@@ -298,6 +298,9 @@
   }
 
   function onSeat(seat) {
+    const known = seats.get(seat.id);
+    // A new hold on a seat whose hold of ours has run out is someone else's.
+    if (mine.has(seat.id) && known && !isLive(known) && seat.version > known.version) mine.delete(seat.id);
     const wasMine = mine.has(seat.id);
     if (apply(seat) && wasMine && seat.status === "booked") refreshMine();
     updatePanel();
