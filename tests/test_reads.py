@@ -96,3 +96,27 @@ def test_health_is_503_when_the_database_does_not_answer(anonymous, monkeypatch)
     response = anonymous.get("/api/health")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"
+
+
+def test_the_live_snapshot_is_one_query_and_shows_expired_holds_as_available(
+    alice, event, seat_ids, django_assert_num_queries
+):
+    from booking.selectors import event_seat_snapshot
+
+    post(alice, "/api/lock", {"seatIds": seat_ids[:2]})
+    expire_hold(seat_ids[0])
+    with django_assert_num_queries(1):
+        seats, now = event_seat_snapshot(event_id=event.pk)
+    assert [s["id"] for s in seats] == seat_ids
+    assert (seats[0]["status"], seats[0]["lockExpiresAt"]) == ("available", None)
+    assert seats[1]["status"] == "locked"
+    assert now.tzinfo is not None
+
+
+def test_the_live_snapshot_of_an_unknown_or_empty_event(make_event, db):
+    from booking.models import Event
+    from booking.selectors import event_seat_snapshot
+
+    assert event_seat_snapshot(event_id=999999) is None
+    empty = Event.objects.create(name="Empty", starts_at=make_event().starts_at)
+    assert event_seat_snapshot(event_id=empty.pk)[0] == []
