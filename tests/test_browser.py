@@ -31,6 +31,10 @@ CHROMIUM_ARGS = [
 ]
 RESULTS = REPO / "test-results"
 SHORT_HOLD = 3  # seconds
+#: The two browsers' clocks are this far off the server's, one ahead and one behind: the page
+#: must count on the server's time (uncorrected, alice would never see her hold, bob would see
+#: an expired hold for 20 s more).
+SKEW_MS = 20_000
 
 
 @pytest.fixture
@@ -73,8 +77,10 @@ def server_url(transactional_db) -> Iterator[str]:
         server.stop()
 
 
-def signed_in_page(browser, base: str, username: str, password: str, path: str):
+def signed_in_page(browser, base: str, username: str, password: str, path: str, *, clock_skew_ms: int = 0):
     context = browser.new_context(viewport={"width": 760, "height": 620}, device_scale_factor=1)
+    if clock_skew_ms:
+        context.add_init_script(f"{{ const real = Date.now.bind(Date); Date.now = () => real() + ({clock_skew_ms}); }}")
     page = context.new_page()
     page.goto(f"{base}/accounts/login/?next={path}")
     page.fill("#id_username", username)
@@ -107,8 +113,9 @@ def test_two_people_see_holds_bookings_conflicts_and_expiry_live(scene, server_u
     from playwright.sync_api import expect
 
     path = f"/events/{scene['gala']}/"
-    alice = signed_in_page(browser, server_url, "alice", "alice-browser-pw", path)
-    bob = signed_in_page(browser, server_url, "bob", "bob-browser-pw", path)
+    alice = signed_in_page(browser, server_url, "alice", "alice-browser-pw", path, clock_skew_ms=SKEW_MS)
+    bob = signed_in_page(browser, server_url, "bob", "bob-browser-pw", path, clock_skew_ms=-SKEW_MS)
+    assert alice.evaluate("Date.now()") - bob.evaluate("Date.now()") > 1.5 * SKEW_MS
     for page in (alice, bob):
         expect(seat(page, "A4")).to_have_attribute("data-state", "booked")
         expect(seat(page, "B5")).to_have_attribute("data-state", "available")
