@@ -172,13 +172,14 @@ def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] 
     return server, base
 
 
-def start_live_server(*, env: dict[str, str] | None = None) -> tuple[Process, str]:
-    """The ASGI server (daphne: HTTP, the pages and WebSockets), on the test database and a free port;
-    returns it and its base URL."""
-    port = free_port()
+def start_live_server(*, env: dict[str, str] | None = None, port: int | None = None) -> tuple[Process, str]:
+    """The ASGI server (daphne: HTTP, the pages and WebSockets), on the test database and a free
+    port (or ``port``, to restart one); returns it and its base URL. Without persistent database
+    connections, as in Procfile's ``live`` line: they leak under ASGI."""
+    port = port or free_port()
     server = Process(
         [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        env=env or child_env(),
+        env={**(env or child_env()), "CONN_MAX_AGE": "0"},
     )
     base = f"http://127.0.0.1:{port}"
     try:

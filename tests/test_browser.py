@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from .conftest import require
-from .processes import REPO, child_env, start_live_server
+from .processes import REPO, child_env, free_port, start_live_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -42,17 +44,17 @@ def scene(make_event, make_user) -> dict[str, int]:
     """Two people and two events, one with a few booked seats and one with short holds; their ids."""
     from booking.services import seats_admin_book
 
-    make_user("alice", password="alice-browser-pw")
+    alice = make_user("alice", password="alice-browser-pw")
     make_user("bob", password="bob-browser-pw")
     gala = make_event(name="Gala", rows=("A", "B", "C", "D"), seats_per_row=10, hold_seconds=60)
     short = make_event(name="Short holds", rows=("A",), seats_per_row=6, hold_seconds=SHORT_HOLD)
     by_label = dict(gala.seats.values_list("label", "pk"))
     seats_admin_book(seat_ids=[by_label[label] for label in ("A4", "A5", "A6", "D1", "D2")], holder="walk-in")
-    return {"gala": gala.id, "short": short.id}
+    return {"gala": gala.id, "short": short.id, "seats": by_label, "alice_token": alice.auth_token.key}
 
 
 @pytest.fixture
-def browser(scene, server_url):
+def browser(scene):
     """Chromium, started after the data is written: under Playwright's sync API this
     thread runs an event loop, where Django refuses (rightly) to use the database."""
     require(shutil.which(CHROMIUM) is not None, f"no Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -169,3 +171,57 @@ def test_two_people_see_holds_bookings_conflicts_and_expiry_live(scene, server_u
 
     for page in (alice, bob):
         assert page.evaluate("window.__notReloaded") is True, "the page was reloaded"
+
+
+def in_a_thread(function) -> None:
+    """Run a database write from a thread of its own: this one runs Playwright's event loop."""
+    from django.db import connections
+
+    def run():
+        try:
+            function()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=30)
+
+
+def test_an_anonymous_page_reconnects_after_a_server_restart_and_catches_up(scene, browser):
+    from playwright.sync_api import expect
+
+    from booking.services import seats_lock
+
+    port = free_port()
+    server, base = start_live_server(port=port)
+    try:
+        page = browser.new_page()
+        page.goto(f"{base}/events/{scene['gala']}/")
+        wait_live(page)
+        expect(page.get_by_role("link", name="Sign in").first).to_be_visible()
+        expect(page.locator("#confirm")).to_have_count(0)
+        page.evaluate("window.__notReloaded = true")
+
+        server.stop()
+        expect(page.locator("#connection")).to_have_attribute("data-state", "offline", timeout=5_000)
+        # A change while the page is cut off: no push reaches it, the next snapshot must.
+        in_a_thread(lambda: seats_lock(seat_ids=[scene["seats"]["B2"]], holder="carol"))
+        server, _ = start_live_server(port=port)
+        wait_live(page)  # within the backoff (0.5 s, 1 s, 2 s, 4 s … with jitter)
+        expect(seat(page, "B2")).to_have_attribute("data-state", "locked")
+
+        # And pushes flow again on the new socket.
+        locked = requests.post(
+            f"{base}/api/lock",
+            json={"seatId": scene["seats"]["B3"]},
+            headers={"Authorization": f"Token {scene['alice_token']}"},
+            timeout=10,
+        )
+        assert locked.status_code == 200, locked.text
+        expect(seat(page, "B3")).to_have_attribute("data-state", "locked", timeout=3_000)
+        seat(page, "B4").click()
+        expect(page.locator("#message")).to_have_attribute("data-code", "sign_in")
+        assert page.evaluate("window.__notReloaded") is True, "the page was reloaded"
+    finally:
+        server.stop()
