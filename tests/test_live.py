@@ -132,6 +132,30 @@ async def test_every_kind_of_change_is_pushed_once(event, seat_ids):
         assert await communicator.receive_nothing(QUIET)
 
 
+async def test_a_read_that_releases_an_expired_hold_pushes_it(event, seat_ids):
+    from rest_framework.test import APIClient
+
+    async with watching(event.id) as (communicator, _):
+        await in_db(seats_lock, seat_ids=[seat_ids[0]], holder="alice")
+        assert (await next_seat(communicator))["status"] == "locked"
+        await database_sync_to_async(expire_hold)(seat_ids[0])
+        response = await database_sync_to_async(APIClient().get)(f"/api/events/{event.id}/seats")
+        assert response.status_code == 200
+        released = await next_seat(communicator)
+        assert (released["id"], released["status"], released["version"]) == (seat_ids[0], "available", 2)
+
+
+async def test_a_lock_taking_over_an_expired_hold_is_one_message(event, seat_ids):
+    async with watching(event.id) as (communicator, _):
+        await in_db(seats_lock, seat_ids=[seat_ids[0]], holder="alice")
+        assert (await next_seat(communicator))["status"] == "locked"
+        await database_sync_to_async(expire_hold)(seat_ids[0])
+        await in_db(seats_lock, seat_ids=[seat_ids[0]], holder="bob")
+        taken = await next_seat(communicator)
+        assert (taken["status"], taken["version"]) == ("locked", 2)
+        assert await communicator.receive_nothing(QUIET)
+
+
 async def test_admin_actions_are_pushed(event, seat_ids):
     a1, a2 = seat_ids[:2]
     async with watching(event.id) as (communicator, _):
