@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from .live import event_group_name
 from .representations import iso
@@ -70,3 +70,12 @@ class SeatMapConsumer(AsyncJsonWebsocketConsumer):
                 continue  # the client already has this state or a newer one
             versions[seat["id"]] = seat["version"]
             await self.send_json({"type": "seat", "seat": seat})
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path (or an id too long for the database): closed with 4404,
+    as an unknown event is, instead of failing the handshake with a routing error."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_UNKNOWN_EVENT)

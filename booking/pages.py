@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
 
+from . import converters  # noqa: F401  (registers the <id:...> converter)
 from .selectors import event_detail, event_list
 
 
@@ -36,5 +37,5 @@ def seat_map(request: HttpRequest, event_id: int) -> HttpResponse:
 
 urlpatterns = [
     path("", index, name="index"),
-    path("events/<int:event_id>/", seat_map, name="seat-map"),
+    path("events/<id:event_id>/", seat_map, name="seat-map"),
 ]

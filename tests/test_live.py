@@ -242,8 +242,11 @@ async def test_client_messages_are_ignored(event, seat_ids):
         assert (await next_seat(communicator))["id"] == seat_ids[0]
 
 
-async def test_an_unknown_event_closes_the_socket(db):
-    communicator = WebsocketCommunicator(application, "/ws/events/999999/", headers=[ORIGIN])
+@pytest.mark.parametrize(
+    "path", ["/ws/events/999999/", "/ws/events/99999999999999999999999/", "/ws/events/abc/", "/ws/nowhere/"]
+)
+async def test_an_unknown_event_or_path_closes_the_socket(db, path):
+    communicator = WebsocketCommunicator(application, path, headers=[ORIGIN])
     connected, _ = await communicator.connect(timeout=5)
     assert connected
     closing = await communicator.receive_output(timeout=3)

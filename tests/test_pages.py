@@ -60,6 +60,11 @@ def test_unknown_event_page_is_an_html_404(db):
     assert "No such event" in response.content.decode()
 
 
+@pytest.mark.parametrize("path", ["/events/99999999999999999999999/", "/events/-1/", "/events/abc/"])
+def test_an_event_id_no_database_id_can_be_is_a_404(db, path):
+    assert Client().get(path).status_code == 404
+
+
 def test_the_login_page_renders(db):
     response = Client().get("/accounts/login/")
     assert response.status_code == 200

@@ -1,23 +1,9 @@
-from django.urls import path, re_path, register_converter
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from .. import converters  # noqa: F401  (registers the <id:...> converter)
 from . import views
 from .exceptions import not_found_json
-
-
-class IdConverter:
-    """A database id: at most 18 digits, so it always fits a 64-bit integer."""
-
-    regex = "[0-9]{1,18}"
-
-    def to_python(self, value: str) -> int:
-        return int(value)
-
-    def to_url(self, value: int) -> str:
-        return str(value)
-
-
-register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("seats", views.SeatListView.as_view(), name="seat-list"),
