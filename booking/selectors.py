@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import Now
 
 from .models import Event, Seat, SeatStatus
-from .representations import SEAT_COLUMNS, iso, seat_payload
+from .representations import iso
 from .services import holds_release_expired_if_any
 
 AVAILABLE_NOW = Q(status=SeatStatus.AVAILABLE) | Q(status=SeatStatus.LOCKED, lock_expires_at__lte=Now())
@@ -23,9 +23,31 @@ BOOKED = Q(status=SeatStatus.BOOKED)
 STATUS_FILTERS = {SeatStatus.AVAILABLE: AVAILABLE_NOW, SeatStatus.LOCKED: LOCKED_NOW, SeatStatus.BOOKED: BOOKED}
 
 
+# The status and expiry a client sees, decided by the database in the same statement
+# (an expired hold reads as available, with no expiry), so no clock is compared in Python.
+_SHOWN_STATUS = Case(
+    When(LOCKED_NOW, then=Value(SeatStatus.LOCKED)),
+    When(BOOKED, then=Value(SeatStatus.BOOKED)),
+    default=Value(SeatStatus.AVAILABLE),
+)
+_SHOWN_EXPIRY = Case(When(LOCKED_NOW, then=F("lock_expires_at")), default=None)
+
+
 def _payloads(queryset) -> list[dict[str, Any]]:
-    rows = list(queryset.values(*SEAT_COLUMNS, db_now=Now()))
-    return [seat_payload(row, row["db_now"]) for row in rows]
+    """Seat payloads straight from tuples: the seat map builds tens of thousands of them."""
+    rows = queryset.values_list("id", "event_id", "label", "row", "number", _SHOWN_STATUS, _SHOWN_EXPIRY)
+    return [
+        {
+            "id": seat_id,
+            "event": event_id,
+            "label": label,
+            "row": row,
+            "number": number,
+            "status": status,
+            "lockExpiresAt": iso(expires) if expires is not None else None,
+        }
+        for seat_id, event_id, label, row, number, status, expires in rows
+    ]
 
 
 def seats_list(*, event_id: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
