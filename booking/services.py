@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -357,16 +358,35 @@ def _set_available(seat_ids: list[int]) -> None:
 
 
 def _log_expiry(row: dict[str, Any]) -> None:
-    logger.info(
-        "Seat %s (id %s) of event %s released: hold by %s expired at %s",
-        row["label"],
-        row["id"],
-        row["event_id"],
-        row["locked_by"],
-        row["lock_expires_at"].isoformat() if row["lock_expires_at"] else "?",
+    logger.info(_expiry_line(row))
+
+
+def _expiry_line(row: dict[str, Any]) -> str:
+    expires = row["lock_expires_at"]
+    if isinstance(expires, datetime):
+        expires = expires.isoformat()
+    return (
+        f"Seat {row['label']} (id {row['id']}) of event {row['event_id']} released: "
+        f"hold by {row['locked_by']} expired at {expires or '?'}"
     )
 
 
+#: Seats per log record of a sweep: one line per seat, but not one record (with its
+#: caller lookup and flush) per seat, which cost more than the database's work.
+SWEEP_LOG_LINES_PER_RECORD = 500
+
+
+def _log_expiries(rows: list[dict[str, Any]]) -> None:
+    if not rows or not logger.isEnabledFor(logging.INFO):
+        return
+    for start in range(0, len(rows), SWEEP_LOG_LINES_PER_RECORD):
+        logger.info("\n".join(_expiry_line(row) for row in rows[start : start + SWEEP_LOG_LINES_PER_RECORD]))
+
+
+# The UPDATE finds its rows by primary key (= ANY(ARRAY(...))), not by a hash join
+# over the whole seat table; the old holder and expiry come from the locked rows.
+# The old expiry comes back as text in Python's isoformat() (UTC), so that a
+# sweep of 100 000 holds does not parse 100 000 timestamps only to print them.
 _PG_RELEASE_SQL = """
 WITH expired AS (
     SELECT id, locked_by, lock_expires_at
@@ -378,14 +398,19 @@ WITH expired AS (
 ), released AS (
     UPDATE booking_seat AS s
     SET status = 'available', locked_by = '', locked_at = NULL, lock_expires_at = NULL
-    FROM expired AS e
-    WHERE s.id = e.id
-    RETURNING s.id, s.event_id, s.label, s.row, s.number, e.locked_by, e.lock_expires_at
+    WHERE s.id = ANY(ARRAY(SELECT id FROM expired))
+    RETURNING s.id, s.event_id, s.label, s.row, s.number
+), freed AS (
+    SELECT r.id, r.event_id, r.label, r.row, r.number, e.locked_by, e.lock_expires_at
+    FROM released AS r JOIN expired AS e ON e.id = r.id
 ), audit AS (
     INSERT INTO booking_seatevent (seat_id, event_id, action, holder, created_at)
-    SELECT id, event_id, 'expired', locked_by, STATEMENT_TIMESTAMP() FROM released
+    SELECT id, event_id, 'expired', locked_by, STATEMENT_TIMESTAMP() FROM freed
 )
-SELECT id, event_id, label, row, number, locked_by, lock_expires_at FROM released ORDER BY id
+SELECT id, event_id, label, row, number, locked_by,
+       regexp_replace(to_char(lock_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '\\.000000$', '')
+       || '+00:00'
+FROM freed ORDER BY id
 """
 _RELEASED_COLUMNS = ("id", "event_id", "label", "row", "number", "locked_by", "lock_expires_at")
 
@@ -425,35 +450,64 @@ def _expired_holds(*, event_id: int | None = None, seat_ids: Sequence[int] | Non
     return qs
 
 
-def holds_release_expired(
-    *, event_id: int | None = None, seat_ids: Sequence[int] | None = None, batch_size: int | None = None
-) -> int:
-    """Free every hold that has expired (optionally only of one event or some seats).
-
-    Set-based and idempotent: each batch is one statement on PostgreSQL,
-    skipping rows that a lock request holds (it records that expiry itself),
-    so two sweeps at once, or a sweep and a lock, record each expiry once.
-    Returns how many holds were released.
-    """
-    batch = batch_size or conf.sweep_batch()
+def _release_batches(*, event_id: int | None, seat_ids: Sequence[int] | None, batch: int) -> int:
+    """Release batch after batch, each its own transaction, until one comes back short."""
     release_batch = _release_batch_postgresql if connection.vendor == "postgresql" else _release_batch_generic
     total = 0
     while True:
         with _write_transaction():
             rows = release_batch(event_id=event_id, seat_ids=seat_ids, batch=batch)
-            for row in rows:
-                _log_expiry(row)
+            _log_expiries(rows)
             _push_after_commit(
                 [
-                    seat_payload(
-                        {**row, "status": SeatStatus.AVAILABLE, "lock_expires_at": None}, row["lock_expires_at"]
-                    )
+                    {
+                        "id": row["id"],
+                        "event": row["event_id"],
+                        "label": row["label"],
+                        "row": row["row"],
+                        "number": row["number"],
+                        "status": str(SeatStatus.AVAILABLE),
+                        "lockExpiresAt": None,
+                    }
                     for row in rows
                 ]
             )
         total += len(rows)
         if len(rows) < batch:
             return total
+
+
+def _release_batches_in_thread(**kwargs) -> int:
+    try:
+        return _release_batches(**kwargs)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def holds_release_expired(
+    *,
+    event_id: int | None = None,
+    seat_ids: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    workers: int = 1,
+) -> int:
+    """Free every hold that has expired (optionally only of one event or some seats).
+
+    Set-based and idempotent: each batch is one statement on PostgreSQL,
+    skipping rows that a lock request holds (it records that expiry itself),
+    so two sweeps at once, or a sweep and a lock, record each expiry once.
+    ``workers`` > 1 (the beat sweep, on PostgreSQL, outside a transaction) runs
+    that many sweeps at once on their own connections: SKIP LOCKED gives each
+    its own rows, and the database's index work spreads over its cores.
+    Returns how many holds were released.
+    """
+    batch = batch_size or conf.sweep_batch()
+    kwargs = {"event_id": event_id, "seat_ids": seat_ids, "batch": batch}
+    if workers <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return _release_batches(**kwargs)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
+        futures = [pool.submit(_release_batches_in_thread, **kwargs) for _ in range(workers)]
+        return sum(future.result() for future in futures)
 
 
 def holds_release_expired_if_any(*, event_id: int | None = None, seat_ids: Sequence[int] | None = None) -> int:

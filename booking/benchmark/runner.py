@@ -306,6 +306,7 @@ def sweep_timing(workdir: Path) -> dict:
     """One sweep of all expired holds, in this process, its log lines going to a file as a server's would."""
     import logging
 
+    from booking import conf
     from booking.services import holds_release_expired
 
     logger = logging.getLogger("booking.expiry")
@@ -317,13 +318,18 @@ def sweep_timing(workdir: Path) -> dict:
     logger.setLevel(logging.INFO)
     try:
         started = time.perf_counter()
-        released = holds_release_expired()
+        released = holds_release_expired(workers=conf.sweep_workers())  # as the beat task runs it
         seconds = time.perf_counter() - started
     finally:
         handler.close()
         logger.handlers[:], logger.propagate, _ = saved
         logger.setLevel(saved[2])
-    return {"released": released, "seconds": round(seconds, 3), "batch": settings.BOOKING_SWEEP_BATCH}
+    return {
+        "released": released,
+        "seconds": round(seconds, 3),
+        "batch": settings.BOOKING_SWEEP_BATCH,
+        "workers": conf.sweep_workers(),
+    }
 
 
 def check_contended(event_id: int, result: loadclient.RunResult, seat_ids: list[int]) -> dict:
@@ -532,7 +538,8 @@ def format_report(report: dict) -> str:
         f"ratio               {report['ratio_to_pgbench']:>9}   (bookings/s / pgbench rate)",
         f"contended           {c['seats']} seats, all sold exactly once: {c['sold_once']} "
         f"({c['lock_attempts']} lock attempts in {c['seconds']}s; lock p99 {c['lock']['p99_ms']} ms)",
-        f"sweep               {s['released']} expired holds released in {s['seconds']}s (batch {s['batch']})",
+        f"sweep               {s['released']} expired holds released in {s['seconds']}s "
+        f"(batches of {s['batch']}, {s['workers']} at once)",
         f"seat map            {m['seats']} seats, {m['bytes']} bytes: {m['server_ms_median']} ms server time "
         f"(median of {len(m['server_ms_all'])}), {m['client_ms_median']} ms at the client",
         "",
