@@ -75,6 +75,32 @@ def log(message: str) -> None:
 # --- Data --------------------------------------------------------------------
 
 
+def ensure_database() -> bool:
+    """Create the benchmark's database if it does not exist yet; True if it did so."""
+    from django.db import OperationalError
+
+    try:
+        connection.ensure_connection()
+        return False
+    except OperationalError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    import psycopg
+    from psycopg import sql
+
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s.get("HOST") or HOST,
+        port=s.get("PORT") or 5432,
+        user=s.get("USER") or None,
+        password=s.get("PASSWORD") or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(s["NAME"])))
+    return True
+
+
 def cleanup() -> int:
     """Delete the events of earlier runs (and their seats and audit rows)."""
     with connection.cursor() as cursor:
@@ -396,6 +422,8 @@ def load_average() -> list[float]:
 def run(options: Options) -> dict:
     if connection.vendor != "postgresql":
         raise RuntimeError("the benchmark runs on PostgreSQL: set DATABASE_URL=postgres://…")
+    if ensure_database():
+        log(f"created database {connection.settings_dict['NAME']}")
     workdir = Path(options.workdir or tempfile.mkdtemp(prefix="booking-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     command = options.server_cmd or procfile_web_command()
