@@ -121,7 +121,7 @@ else:
         _db["CONN_MAX_AGE"] = 0
     else:
         _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-        _db["CONN_HEALTH_CHECKS"] = True
+        _db["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

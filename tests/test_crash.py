@@ -1,4 +1,4 @@
-"""A crash under load loses no booking: clients book through a gunicorn server
+"""A crash under load loses no booking: clients book through the production web server (the Procfile's web: line)
 on PostgreSQL, the server is killed with SIGKILL mid-run and restarted on the
 same database, the clients go on. Afterwards every booking whose confirm got a
 200 is booked to that holder, no seat has two holders, and the audit trail,

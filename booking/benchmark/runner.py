@@ -197,7 +197,7 @@ def production_env(port: int, **overrides: str) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(name, None)
-    # The server's executables (gunicorn, …) from this Python's environment first.
+    # The server's executables (granian, …) from this Python's environment first.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")])
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings",
