@@ -133,18 +133,49 @@ FOR UPDATE OF s
 _PG_LOCK_ROWS_COLUMNS = (*_LOCKED_ROW_COLUMNS, "hold_seconds", "db_now")
 
 
-def _lock_seat_rows(seat_ids: Sequence[int]) -> tuple[list[dict[str, Any]], datetime]:
+# A lock request's first round trip on PostgreSQL: three statements in one
+# message, run in this order, so each still happens under the locks before it:
+# the holder's advisory lock (serializes one holder's requests, so the hold
+# limit is exact; taken before any row lock, so it cannot deadlock), the seat
+# row locks in id order, and the count of the holder's other unexpired holds in
+# the events of these seats (read after both locks are held).
+_PG_HOLDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))"
+_PG_HELD_FOR_SEATS_SQL = """
+SELECT event_id, count(*) FROM booking_seat
+WHERE status = 'locked' AND locked_by = %s AND lock_expires_at > STATEMENT_TIMESTAMP()
+  AND NOT (id = ANY(%s)) AND event_id IN (SELECT event_id FROM booking_seat WHERE id = ANY(%s))
+GROUP BY event_id
+"""
+
+
+def _lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tuple[list[dict[str, Any]], datetime]:
     """Row-lock the seats in id order; return them and the database's time.
 
-    Raises :class:`SeatNotFound` (naming the missing ids) before any change.
+    With ``holder``, first serialize that holder's requests and afterwards
+    count its other unexpired holds per event (``row["held_in_event"]``; on
+    PostgreSQL only: SQLite's IMMEDIATE transactions run one writer at a time
+    anyway, and the caller counts). Raises :class:`SeatNotFound` (naming the
+    missing ids) before any change.
     """
     ids = sorted(set(seat_ids))
     if not ids:
         raise InvalidRequest("No seat ids given.")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_PG_LOCK_ROWS_SQL, [ids])
+            if holder is None:
+                cursor.execute(_PG_LOCK_ROWS_SQL, [ids])
+            else:
+                cursor.execute(
+                    ";".join((_PG_HOLDER_LOCK_SQL, _PG_LOCK_ROWS_SQL, _PG_HELD_FOR_SEATS_SQL)),
+                    ["booking-holder:" + holder, ids, holder, ids, ids],
+                )
+                cursor.nextset()
             rows = [dict(zip(_PG_LOCK_ROWS_COLUMNS, values, strict=True)) for values in cursor.fetchall()]
+            if holder is not None:
+                cursor.nextset()
+                held = dict(cursor.fetchall())
+                for row in rows:
+                    row["held_in_event"] = held.get(row["event_id"], 0)
     else:
         rows = list(
             Seat.objects.select_for_update(of=("self",))
@@ -201,17 +232,6 @@ def _write_seats(updates: list[tuple[list[int], dict[str, Any]]], audit: list[Se
     sql = (f"WITH {', '.join(ctes)} " if ctes else "") + statement
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-
-
-def _serialize_holder(holder: str) -> None:
-    """Serialize concurrent requests of one holder, so the hold limit is exact.
-
-    Only PostgreSQL needs it; SQLite's IMMEDIATE transactions already run one
-    writer at a time. Taken before any row lock, so it cannot deadlock.
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))", ["booking-holder:" + holder])
 
 
 def _audit(rows: list[dict[str, Any]], action: str, *, actor, holder: str | None = None) -> list[SeatEvent]:
@@ -275,8 +295,7 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResu
     ceiling (BOOKING_MAX_HOLD_SECONDS) counted from when the hold was first taken.
     """
     with _write_transaction():
-        _serialize_holder(holder)
-        rows, now = _lock_seat_rows(seat_ids)
+        rows, now = _lock_seat_rows(seat_ids, holder=holder)
         errors = _RuleErrors()
         for row in rows:
             if row["status"] == SeatStatus.BOOKED:
@@ -288,7 +307,10 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResu
         requested_per_event: dict[int, int] = defaultdict(int)
         for row in rows:
             requested_per_event[row["event_id"]] += 1
-        held = _active_holds_per_event(holder, set(requested_per_event), [row["id"] for row in rows])
+        if "held_in_event" in rows[0]:
+            held = {row["event_id"]: row["held_in_event"] for row in rows}
+        else:
+            held = _active_holds_per_event(holder, set(requested_per_event), [row["id"] for row in rows])
         for event_id, requested in requested_per_event.items():
             if held.get(event_id, 0) + requested > conf.max_holds():
                 for row in rows:

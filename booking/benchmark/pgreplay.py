@@ -124,7 +124,8 @@ def to_pgbench_script(lock: list[str], confirm: list[str], *, seat_id: int, hold
     def template(sql: str) -> str:
         sql = sql.replace(holder, "pgbench-holder-:client_id")
         sql = seat_pattern.sub(":seat", sql)
-        return " ".join(sql.split()) + ";"
+        # Several statements the service sent in one message stay one message: pgbench's \; .
+        return _compound(" ".join(sql.split()).rstrip(";")) + ";"
 
     lines = [
         "-- One booking as the service issues it (captured from the PostgreSQL log): lock, then confirm.",
@@ -139,6 +140,16 @@ def to_pgbench_script(lock: list[str], confirm: list[str], *, seat_id: int, hold
     if script.count(":seat") < 4:
         raise CaptureUnavailable(f"the captured SQL does not name seat {seat_id} where expected:\n{script}")
     return script
+
+
+def _compound(sql: str) -> str:
+    """Top-level semicolons (outside quoted strings) as pgbench's ``\\;``."""
+    out, quoted = [], False
+    for char in sql:
+        if char == "'":
+            quoted = not quoted
+        out.append("\\;" if char == ";" and not quoted else char)
+    return "".join(out)
 
 
 _TPS = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.MULTILINE)
