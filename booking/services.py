@@ -10,6 +10,7 @@ They raise :mod:`booking.errors` and know nothing of HTTP.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,20 +96,81 @@ def _detail(error: type[BookingError], seats: list[int]) -> str:
 
 
 @contextmanager
-def _write_transaction() -> Iterator[None]:
+def _write_transaction(*, piggyback: bool = False) -> Iterator[None]:
     """A transaction whose lock waits and lock failures surface as :class:`Busy`.
 
     PostgreSQL gives up a row-lock wait after ``lock_timeout`` (set per
     connection from BOOKING_LOCK_TIMEOUT_MS); SQLite after its busy timeout.
+    With ``piggyback`` (the API's writes), on PostgreSQL and outside any
+    transaction, the BEGIN travels with the transaction's first statement and
+    the COMMIT with its last write (see :func:`_tx_execute`): two round trips
+    fewer per request, the same one transaction.
     """
     try:
-        with transaction.atomic():
-            yield
+        if piggyback and connection.vendor == "postgresql" and not connection.in_atomic_block:
+            with _piggyback_transaction():
+                yield
+        else:
+            with transaction.atomic():
+                yield
     except OperationalError as exc:
         raise Busy() from exc
     except IntegrityError as exc:  # a constraint caught what a rule should have
         logger.error("integrity error in a seat write: %s", exc)
         raise Busy("The seats changed under this request; retry.") from exc
+
+
+class _Piggyback:
+    begun = False
+    committed = False
+
+
+_piggyback = threading.local()
+
+
+@contextmanager
+def _piggyback_transaction() -> Iterator[None]:
+    """One explicit transaction on an autocommit connection, begun and committed by :func:`_tx_execute`.
+
+    Whatever ends the block without that commit (a broken rule, an error, a
+    request that wrote nothing) ends the transaction here: ROLLBACK on an
+    exception, COMMIT otherwise. Nothing inside may use ``transaction.atomic``.
+    """
+    state = _Piggyback()
+    _piggyback.state = state
+    try:
+        yield
+    except BaseException:
+        _piggyback.state = None
+        if state.begun and not state.committed:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("ROLLBACK")
+            except DatabaseError:  # a broken connection: Django replaces it after the request
+                pass
+        raise
+    _piggyback.state = None
+    if state.begun and not state.committed:
+        with connection.cursor() as cursor:
+            cursor.execute("COMMIT")
+
+
+def _tx_execute(cursor, sql: str, params, *, commit: bool = False) -> None:
+    """Execute ``sql``; in a piggyback transaction, prefixed by its BEGIN if it is the first
+    statement, and followed by its COMMIT when ``commit`` (the last write). The cursor is left
+    on ``sql``'s first result."""
+    state = getattr(_piggyback, "state", None)
+    begin = state is not None and not state.begun
+    if begin:
+        sql = "BEGIN;" + sql
+        state.begun = True
+    if commit and state is not None:
+        sql += ";COMMIT"
+    cursor.execute(sql, params)
+    if begin:
+        cursor.nextset()
+    if commit and state is not None:
+        state.committed = True
 
 
 def _is_active_hold(row: dict[str, Any], now: datetime) -> bool:
@@ -163,9 +225,10 @@ def _lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tu
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             if holder is None:
-                cursor.execute(_PG_LOCK_ROWS_SQL, [ids])
+                _tx_execute(cursor, _PG_LOCK_ROWS_SQL, [ids])
             else:
-                cursor.execute(
+                _tx_execute(
+                    cursor,
                     ";".join((_PG_HOLDER_LOCK_SQL, _PG_LOCK_ROWS_SQL, _PG_HELD_FOR_SEATS_SQL)),
                     ["booking-holder:" + holder, ids, holder, ids, ids],
                 )
@@ -194,7 +257,7 @@ _SEAT_WRITE_COLUMNS = ("status", "locked_by", "locked_at", "lock_expires_at", "b
 
 
 def _write_seats(updates: list[tuple[list[int], dict[str, Any]]], audit: list[SeatEvent]) -> None:
-    """Apply each ``(seat ids, {column: value})`` update and insert the audit rows.
+    """Apply each ``(seat ids, {column: value})`` update and insert the audit rows: a transaction's last write.
 
     On PostgreSQL one statement does it all (the updates as data-modifying
     CTEs, the audit rows from arrays); elsewhere the ORM, one query each.
@@ -231,7 +294,7 @@ def _write_seats(updates: list[tuple[list[int], dict[str, Any]]], audit: list[Se
         statement = "SELECT 1"
     sql = (f"WITH {', '.join(ctes)} " if ctes else "") + statement
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        _tx_execute(cursor, sql, params, commit=True)
 
 
 def _audit(rows: list[dict[str, Any]], action: str, *, actor, holder: str | None = None) -> list[SeatEvent]:
@@ -294,7 +357,7 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResu
     A renewal gives a full ``hold_seconds`` from now, but never past the
     ceiling (BOOKING_MAX_HOLD_SECONDS) counted from when the hold was first taken.
     """
-    with _write_transaction():
+    with _write_transaction(piggyback=True):
         rows, now = _lock_seat_rows(seat_ids, holder=holder)
         errors = _RuleErrors()
         for row in rows:
@@ -383,7 +446,7 @@ def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsR
     Seats the holder already booked count as done (a retried confirm gets the
     same answer); a holder whose hold ran out gets ``hold_expired``.
     """
-    with _write_transaction():
+    with _write_transaction(piggyback=True):
         rows, now = _lock_seat_rows(seat_ids)
         errors = _RuleErrors()
         to_book: list[dict[str, Any]] = []
@@ -430,7 +493,7 @@ def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsR
 
 def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResult:
     """Release the holder's holds among the seats, all or none; free seats are left as they are."""
-    with _write_transaction():
+    with _write_transaction(piggyback=True):
         rows, now = _lock_seat_rows(seat_ids)
         errors = _RuleErrors()
         to_release: list[dict[str, Any]] = []

@@ -105,10 +105,10 @@ def split_booking(statements: list[str]) -> tuple[list[str], list[str]]:
     starts = [i for i, sql in enumerate(statements) if "authtoken_token" in sql]
     if len(starts) != 2:
         raise CaptureUnavailable(f"expected 2 requests in the captured SQL, found {len(starts)}: {statements}")
-    # What comes between the first request's COMMIT and the second's token lookup (a per-request
-    # connection health check) belongs to the second request.
+    # A per-request connection health check (SELECT 1) just before the second token lookup
+    # belongs to the second request.
     boundary = starts[1]
-    while boundary > starts[0] + 1 and not statements[boundary - 1].upper().startswith(("COMMIT", "ROLLBACK")):
+    while boundary > starts[0] + 1 and statements[boundary - 1].strip().rstrip(";").upper() == "SELECT 1":
         boundary -= 1
     return statements[:boundary], statements[boundary:]
 
