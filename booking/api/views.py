@@ -24,6 +24,7 @@ from .serializers import (
     SeatsQuerySerializer,
     SeatsRequestSerializer,
     SeatsResultSerializer,
+    plain_seats_request,
 )
 
 
@@ -56,10 +57,13 @@ class SeatsWriteView(APIView):
     conflict_codes: tuple[str, ...] = ()
 
     def post(self, request):
-        data = SeatsRequestSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        holder = resolve_holder(request.user, data.validated_data.get("userId"))
-        result = type(self).service(seat_ids=data.validated_data["seat_ids"], holder=holder, actor=request.user)
+        validated = plain_seats_request(request.data)
+        if validated is None:  # anything else: the serializer decides, and words the errors
+            data = SeatsRequestSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            validated = data.validated_data
+        holder = resolve_holder(request.user, validated.get("userId"))
+        result = type(self).service(seat_ids=validated["seat_ids"], holder=holder, actor=request.user)
         body = {"holder": result.holder}
         if result.lock_expires_at is not None:
             body["lockExpiresAt"] = result.lock_expires_at
