@@ -113,8 +113,9 @@ class SeatEvent(models.Model):
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="audit_events", db_index=False)
     action = models.CharField(max_length=20, choices=SeatAction.choices)
     holder = models.CharField(max_length=150, blank=True, default="")
+    # Indexed only where set (seatevent_actor_idx): the sweep's expiries have no actor.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     created_at = models.DateTimeField(db_default=Now())
 
@@ -124,6 +125,7 @@ class SeatEvent(models.Model):
             models.Index(fields=["seat", "-created_at"], name="seatevent_seat_idx"),
             models.Index(fields=["event", "-created_at"], name="seatevent_event_idx"),
             models.Index(fields=["holder"], name="seatevent_holder_idx"),
+            models.Index(fields=["actor"], name="seatevent_actor_idx", condition=Q(actor__isnull=False)),
         ]
 
     def __str__(self) -> str:
