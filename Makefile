@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint
+.PHONY: run test lint bench
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -25,3 +25,10 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The load benchmark (README, "Benchmark"): the production server against the local
+# PostgreSQL, in a database of its own (created if missing). Full size by default;
+# make bench ARGS="--clients 32 --duration 60" to change it.
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench
+bench: $(VENV)/.installed
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python manage.py benchmark $(ARGS)

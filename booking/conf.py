@@ -34,3 +34,8 @@ def sweep_seconds() -> float:
 
 def sweep_batch() -> int:
     return settings.BOOKING_SWEEP_BATCH
+
+
+def sweep_workers() -> int:
+    """Concurrent sweeps of one beat run (PostgreSQL); 1 runs batches one after another."""
+    return max(1, getattr(settings, "BOOKING_SWEEP_WORKERS", 1))

@@ -45,7 +45,9 @@ class Seat(models.Model):
     move only ``lock_expires_at``, never past the ceiling counted from it.
     """
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="seats")
+    # No index of its own: seat_event_status_idx and the unique (event, label) lead with it,
+    # and every index is one more write per seat change.
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="seats", db_index=False)
     label = models.CharField(max_length=32)
     row = models.CharField(max_length=16)
     number = models.PositiveIntegerField()
@@ -111,12 +113,14 @@ class SeatAction(models.TextChoices):
 class SeatEvent(models.Model):
     """One row per seat state change, written in the change's transaction."""
 
-    seat = models.ForeignKey(Seat, on_delete=models.CASCADE, related_name="audit_events")
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="audit_events")
+    # Indexed by seatevent_seat_idx and seatevent_event_idx below, which lead with them.
+    seat = models.ForeignKey(Seat, on_delete=models.CASCADE, related_name="audit_events", db_index=False)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="audit_events", db_index=False)
     action = models.CharField(max_length=20, choices=SeatAction.choices)
     holder = models.CharField(max_length=150, blank=True, default="")
+    # Indexed only where set (seatevent_actor_idx): the sweep's expiries have no actor.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     created_at = models.DateTimeField(db_default=Now())
 
@@ -126,6 +130,7 @@ class SeatEvent(models.Model):
             models.Index(fields=["seat", "-created_at"], name="seatevent_seat_idx"),
             models.Index(fields=["event", "-created_at"], name="seatevent_event_idx"),
             models.Index(fields=["holder"], name="seatevent_holder_idx"),
+            models.Index(fields=["actor"], name="seatevent_actor_idx", condition=Q(actor__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q
+import psycopg
+from django.db import connection
+from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.functions import Now
 
 from .models import Event, Seat, SeatStatus
@@ -24,9 +26,32 @@ BOOKED = Q(status=SeatStatus.BOOKED)
 STATUS_FILTERS = {SeatStatus.AVAILABLE: AVAILABLE_NOW, SeatStatus.LOCKED: LOCKED_NOW, SeatStatus.BOOKED: BOOKED}
 
 
+# The status and expiry a client sees, decided by the database in the same statement
+# (an expired hold reads as available, with no expiry), so no clock is compared in Python.
+_SHOWN_STATUS = Case(
+    When(LOCKED_NOW, then=Value(SeatStatus.LOCKED)),
+    When(BOOKED, then=Value(SeatStatus.BOOKED)),
+    default=Value(SeatStatus.AVAILABLE),
+)
+_SHOWN_EXPIRY = Case(When(LOCKED_NOW, then=F("lock_expires_at")), default=None)
+
+
 def _payloads(queryset) -> list[dict[str, Any]]:
-    rows = list(queryset.values(*SEAT_COLUMNS, db_now=Now()))
-    return [seat_payload(row, row["db_now"]) for row in rows]
+    """Seat payloads straight from tuples: the seat map builds tens of thousands of them."""
+    rows = queryset.values_list("id", "event_id", "label", "row", "number", _SHOWN_STATUS, _SHOWN_EXPIRY, "version")
+    return [
+        {
+            "id": seat_id,
+            "event": event_id,
+            "label": label,
+            "row": row,
+            "number": number,
+            "status": status,
+            "lockExpiresAt": iso(expires) if expires is not None else None,
+            "version": version,
+        }
+        for seat_id, event_id, label, row, number, status, expires, version in rows
+    ]
 
 
 def seats_list(*, event_id: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
@@ -39,9 +64,41 @@ def seats_list(*, event_id: int | None = None, status: str | None = None) -> lis
     return _payloads(queryset)
 
 
+# The seat map on PostgreSQL: the same rows as seats_list(event_id=…), read with
+# binary results (a third less time parsing 50 000 rows than as text), the
+# event id not read 50 000 times.
+_PG_SEAT_MAP_SQL = """
+SELECT id, label, "row", number,
+       CASE WHEN status = 'locked' AND lock_expires_at > STATEMENT_TIMESTAMP() THEN 'locked'
+            WHEN status = 'booked' THEN 'booked' ELSE 'available' END,
+       CASE WHEN status = 'locked' AND lock_expires_at > STATEMENT_TIMESTAMP() THEN lock_expires_at END,
+       version
+FROM booking_seat WHERE event_id = %s ORDER BY id
+"""
+
+
 def event_seat_map(*, event_id: int) -> list[dict[str, Any]]:
     """Every seat of the event, in one query."""
-    return seats_list(event_id=event_id)
+    if connection.vendor != "postgresql":
+        return seats_list(event_id=event_id)
+    holds_release_expired_if_any(event_id=event_id)
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_PG_SEAT_MAP_SQL, [event_id], binary=True)
+        rows = cursor.fetchall()
+    return [
+        {
+            "id": seat_id,
+            "event": event_id,
+            "label": label,
+            "row": row,
+            "number": number,
+            "status": status,
+            "lockExpiresAt": iso(expires) if expires is not None else None,
+            "version": version,
+        }
+        for seat_id, label, row, number, status, expires, version in rows
+    ]
 
 
 def event_seat_snapshot(*, event_id: int) -> tuple[list[dict[str, Any]], datetime] | None:

@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 
+from . import conf
 from .errors import Busy
 from .services import holds_release_expired
 
@@ -14,7 +15,7 @@ logger = logging.getLogger("booking.expiry")
 def release_expired_holds() -> int:
     """Beat's sweep: free every expired hold. Idempotent, so a late or doubled run does no harm."""
     try:
-        return holds_release_expired()
+        return holds_release_expired(workers=conf.sweep_workers())
     except Busy:
         logger.warning("expiry sweep skipped: database busy; the next sweep retries")
         return 0

@@ -149,20 +149,22 @@ def wait_for_http(url: str, *, timeout: float, process: Process | None = None) -
     raise AssertionError(f"{url} did not answer 200 within {timeout}s ({last_error}):\n{output}")
 
 
+def production_web_command() -> str:
+    """The production web server's command: the Procfile's ``web:`` line."""
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line[len("web:") :].strip()
+    raise AssertionError("Procfile has no web: line")
+
+
 def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None) -> tuple[Process, str]:
-    """The production web server (gunicorn), on the test database and a free port; returns it and its base URL."""
+    """The production web server, run as the Procfile's ``web:`` line runs it, on the test
+    database and a free port (``workers`` processes of ``threads`` threads); returns it and its base URL."""
     port = free_port()
-    server = Process(
-        [
-            str(BIN / "gunicorn"),
-            "config.wsgi:application",
-            f"--bind=127.0.0.1:{port}",
-            f"--workers={workers}",
-            "--worker-class=gthread",
-            f"--threads={threads}",
-        ],
-        env=env or child_env(),
-    )
+    server_env = dict(env or child_env())
+    server_env.update(PORT=str(port), WEB_CONCURRENCY=str(workers), WEB_THREADS=str(threads))
+    server_env["PATH"] = f"{BIN}{os.pathsep}{server_env.get('PATH', '/usr/bin:/bin')}"
+    server = Process(["bash", "-c", f"exec {production_web_command()}"], env=server_env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{base}/api/health", timeout=30, process=server)

@@ -183,7 +183,7 @@ def test_a_request_waits_at_most_the_lock_timeout_then_gets_503_busy(make_user, 
 def test_control_without_the_row_lock_the_race_double_books(make_user, seat_ids, monkeypatch):
     """Shows the race tests can fail: with FOR UPDATE removed, several callers win one seat."""
 
-    def unlocked_rows(seat_ids_):
+    def unlocked_rows(seat_ids_, **kwargs):
         rows = list(
             Seat.objects.filter(pk__in=sorted(seat_ids_))
             .order_by("pk")

@@ -1,0 +1,1 @@
+"""The load benchmark (``python manage.py benchmark``): see :mod:`booking.benchmark.runner`."""

@@ -1,0 +1,301 @@
+"""The benchmark's load client: raw HTTP/1.1 keep-alive over asyncio streams.
+
+One process, one event loop (uvloop when installed), one connection per
+simulated client. It is deliberately thin (no HTTP library), so that it is
+not the bottleneck; the report gives its own CPU time to show it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+try:  # pragma: no cover - optional speed-up
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
+
+
+class HttpError(Exception):
+    pass
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reconnects when the server closes it."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]):
+        self.host, self.port = host, port
+        self._head = "".join(f"{name}: {value}\r\n" for name, value in {"Host": f"{host}:{port}", **headers}.items())
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def _open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+        for attempt in (1, 2):
+            if self._writer is None:
+                await self._open()
+            head = f"{method} {path} HTTP/1.1\r\n{self._head}"
+            if body or method == "POST":
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            try:
+                self._writer.write(head.encode() + b"\r\n" + body)
+                return await self._read_response()
+            except (ConnectionError, asyncio.IncompleteReadError, HttpError):
+                # A keep-alive connection the server closed between requests: retry once on a new one.
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _read_response(self) -> tuple[int, dict[str, str], bytes]:
+        raw = await self._reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise HttpError(f"bad status line {lines[0]!r}")
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            body = await self._reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                chunks.append(await self._reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            body = b"".join(chunk[:-2] for chunk in chunks)
+        else:
+            body = await self._reader.read()
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(parts[1]), headers, body
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """The nearest-rank percentile of ``values`` (None when empty)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(fraction * len(ordered) + 0.5)) - 1))
+    return ordered[index]
+
+
+@dataclass
+class OpStats:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+
+    def summary(self) -> dict:
+        return {
+            "count": len(self.latencies_ms),
+            "p50_ms": _round(percentile(self.latencies_ms, 0.50)),
+            "p99_ms": _round(percentile(self.latencies_ms, 0.99)),
+            "max_ms": _round(max(self.latencies_ms) if self.latencies_ms else None),
+            "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+@dataclass
+class RunResult:
+    seconds: float
+    bookings: int
+    lock: OpStats
+    confirm: OpStats
+    client_cpu_seconds: float
+    errors: list[str] = field(default_factory=list)
+    sold: list[tuple[str, int]] = field(default_factory=list)  # (holder, seat) per confirm answered 200
+
+    def summary(self) -> dict:
+        return {
+            "seconds": round(self.seconds, 3),
+            "bookings": self.bookings,
+            "bookings_per_second": round(self.bookings / self.seconds, 1) if self.seconds else 0.0,
+            "lock": self.lock.summary(),
+            "confirm": self.confirm.summary(),
+            "client_cpu_seconds": round(self.client_cpu_seconds, 3),
+            "client_cpu_share_of_one_core": round(self.client_cpu_seconds / self.seconds, 3) if self.seconds else 0.0,
+            "errors": self.errors[:10],
+        }
+
+
+def _headers(token: str) -> dict[str, str]:
+    # Behind the TLS-terminating load balancer production runs behind, every request arrives marked https.
+    return {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https", "Connection": "keep-alive"}
+
+
+async def _book_own_seats(
+    host: str, port: int, holder: str, token: str, seats: list[int], start: float, measure_from: float, end: float, out
+):
+    """One client: lock then confirm its own seats one by one, until ``end``."""
+    conn = Connection(host, port, _headers(token))
+    lock, confirm, errors = out["lock"], out["confirm"], out["errors"]
+    try:
+        for seat in seats:
+            if time.perf_counter() >= end:
+                break
+            body = b'{"seatId": %d}' % seat
+            t0 = time.perf_counter()
+            status, _, answer = await conn.request("POST", "/api/lock", body)
+            t1 = time.perf_counter()
+            measured = t0 >= measure_from
+            if measured:
+                lock.latencies_ms.append((t1 - t0) * 1000)
+                lock.statuses[status] += 1
+            if status != 200:
+                errors.append(f"lock {seat}: {status} {answer[:200]!r}")
+                continue
+            status, _, answer = await conn.request("POST", "/api/confirm", body)
+            t2 = time.perf_counter()
+            if measured:
+                confirm.latencies_ms.append((t2 - t1) * 1000)
+                confirm.statuses[status] += 1
+            if status == 200:
+                out["sold"].append((holder, seat))
+                if measured:
+                    out["bookings"] += 1
+            else:
+                errors.append(f"confirm {seat}: {status} {answer[:200]!r}")
+    finally:
+        conn.close()
+
+
+async def _fight_for_seats(host: str, port: int, holder: str, token: str, remaining: set[int], end: float, rng, out):
+    """One client of the contended run: grab any seat still for sale, book it, until none is left."""
+    conn = Connection(host, port, _headers(token))
+    lock, confirm, errors = out["lock"], out["confirm"], out["errors"]
+    try:
+        while remaining and time.perf_counter() < end:
+            seat = rng.choice(tuple(remaining))
+            body = b'{"seatId": %d}' % seat
+            t0 = time.perf_counter()
+            status, _, answer = await conn.request("POST", "/api/lock", body)
+            t1 = time.perf_counter()
+            lock.latencies_ms.append((t1 - t0) * 1000)
+            lock.statuses[status] += 1
+            if status == 409:
+                code = json.loads(answer).get("code")
+                if code == "seat_booked":
+                    remaining.discard(seat)
+                elif code != "seat_locked":
+                    errors.append(f"lock {seat}: {status} {answer[:200]!r}")
+                await asyncio.sleep(0)
+                continue
+            if status != 200:
+                errors.append(f"lock {seat}: {status} {answer[:200]!r}")
+                continue
+            status, _, answer = await conn.request("POST", "/api/confirm", body)
+            confirm.latencies_ms.append((time.perf_counter() - t1) * 1000)
+            confirm.statuses[status] += 1
+            if status == 200:
+                out["sold"].append((holder, seat))
+                out["bookings"] += 1
+                remaining.discard(seat)
+            else:
+                errors.append(f"confirm {seat}: {status} {answer[:200]!r}")
+    finally:
+        conn.close()
+
+
+def _new_out() -> dict:
+    return {"lock": OpStats(), "confirm": OpStats(), "errors": [], "sold": [], "bookings": 0}
+
+
+def _run(coroutine_factory) -> RunResult:
+    out = _new_out()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    seconds = _event_loop_run(coroutine_factory(out))
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    return RunResult(
+        seconds=seconds if seconds is not None else wall,
+        bookings=out["bookings"],
+        lock=out["lock"],
+        confirm=out["confirm"],
+        client_cpu_seconds=cpu,
+        errors=out["errors"],
+        sold=out["sold"],
+    )
+
+
+def _event_loop_run(coroutine):
+    if uvloop is not None:
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
+
+
+def run_bookings(
+    *, host: str, port: int, clients: list[tuple[str, str]], seats: list[int], duration: float, warmup: float
+) -> RunResult:
+    """Each client (holder, token) books its own share of ``seats``: lock one, confirm it, next.
+
+    Requests started during the first ``warmup`` seconds are not measured.
+    """
+
+    async def main(out):
+        start = time.perf_counter()
+        measure_from, end = start + warmup, start + warmup + duration
+        shares = [seats[i :: len(clients)] for i in range(len(clients))]
+        await asyncio.gather(
+            *(
+                _book_own_seats(host, port, holder, token, share, start, measure_from, end, out)
+                for (holder, token), share in zip(clients, shares, strict=True)
+            )
+        )
+        return min(time.perf_counter(), end) - measure_from
+
+    return _run(main)
+
+
+def run_contended(
+    *, host: str, port: int, clients: list[tuple[str, str]], seats: list[int], timeout: float, seed: int = 1
+) -> RunResult:
+    """Every client fights for the same ``seats`` until all are sold (or ``timeout``)."""
+
+    async def main(out):
+        remaining = set(seats)
+        start = time.perf_counter()
+        end = start + timeout
+        await asyncio.gather(
+            *(
+                _fight_for_seats(host, port, holder, token, remaining, end, random.Random(seed + i), out)
+                for i, (holder, token) in enumerate(clients)
+            )
+        )
+        return time.perf_counter() - start
+
+    return _run(main)
+
+
+def get(host: str, port: int, path: str) -> tuple[int, dict[str, str], bytes, float]:
+    """One GET on a new connection; returns status, headers, body and the client-side seconds."""
+
+    async def main():
+        conn = Connection(host, port, {"X-Forwarded-Proto": "https"})
+        try:
+            t0 = time.perf_counter()
+            status, headers, body = await conn.request("GET", path)
+            return status, headers, body, time.perf_counter() - t0
+        finally:
+            conn.close()
+
+    return _event_loop_run(main())

@@ -1,0 +1,79 @@
+"""The benchmark's small configuration, so that `python manage.py benchmark` cannot rot.
+
+It runs the whole benchmark (capture of the service's SQL from the PostgreSQL
+log, the production server under clients, the contended run, the seat map,
+pgbench, the sweep) in seconds, and checks that every figure came out and that
+each contended seat was sold exactly once. The figures themselves are not
+judged here: they mean something only on a quiet machine at full size.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from .conftest import require
+from .processes import BIN, REPO, child_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_benchmark_small_configuration_produces_every_figure(tmp_path):
+    require(shutil.which("pgbench") is not None, "pgbench is not installed")
+    report_path = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            str(BIN / "python"),
+            "manage.py",
+            "benchmark",
+            "--seats=2000",
+            "--clients=4",
+            "--duration=3",
+            "--warmup=1",
+            "--contended-seats=30",
+            "--map-seats=2000",
+            "--sweep-holds=2000",
+            f"--workdir={tmp_path / 'work'}",
+            f"--json={report_path}",
+        ],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "bookings/s" in done.stdout and "pgbench replay" in done.stdout
+    report = json.loads(report_path.read_text())
+
+    bookings = report["bookings"]
+    assert bookings["bookings"] > 0 and bookings["bookings_per_second"] > 0
+    for op in ("lock", "confirm"):
+        assert bookings[op]["p50_ms"] is not None and bookings[op]["p99_ms"] >= bookings[op]["p50_ms"]
+        assert set(bookings[op]["statuses"]) == {"200"}, bookings[op]
+    assert bookings["booked_in_database"] == bookings["confirmed_200_total"]
+    assert bookings["client_cpu_seconds"] > 0
+
+    capture = report["capture"]
+    assert capture["lock_statements"] >= 3 and capture["confirm_statements"] >= 3  # token, rows, write
+    for op in ("lock", "confirm"):
+        captured = " ".join(capture["statements"][op])
+        assert "FOR UPDATE" in captured and "booking_seatevent" in captured and "COMMIT" in captured, captured
+    assert report["pgbench"]["tps"] > 0 and report["pgbench"]["failed"] == 0
+    assert report["ratio_to_pgbench"] > 0
+
+    contended = report["contended"]
+    assert contended["seats"] == 30 and contended["sold_once"], contended["problems"]
+
+    assert report["sweep"]["released"] == 2000 and report["sweep"]["seconds"] > 0
+    assert report["seat_map"]["seats"] == 2000 and report["seat_map"]["server_ms_median"] is not None
+    assert set(report["targets"]) == {
+        "ratio_to_pgbench",
+        "lock_p99_ms",
+        "sweep_seconds",
+        "seat_map_server_ms",
+        "contended_sold_once",
+    }
