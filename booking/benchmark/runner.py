@@ -124,9 +124,9 @@ def create_event(name: str, seats: int, *, per_row: int = 1000) -> tuple[int, li
         event_id = cursor.fetchone()[0]
         cursor.execute(
             """
-            INSERT INTO booking_seat (event_id, label, row, number, status, locked_by, booked_by)
+            INSERT INTO booking_seat (event_id, label, row, number, status, locked_by, booked_by, version)
             SELECT %(event)s, 'R' || (g / %(per_row)s + 1) || '-' || (g %% %(per_row)s + 1),
-                   'R' || (g / %(per_row)s + 1), g %% %(per_row)s + 1, 'available', '', ''
+                   'R' || (g / %(per_row)s + 1), g %% %(per_row)s + 1, 'available', '', '', 0
             FROM generate_series(0, %(seats)s - 1) AS g ORDER BY g
             """,
             {"event": event_id, "per_row": per_row, "seats": seats},
