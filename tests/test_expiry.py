@@ -14,7 +14,7 @@ from booking.models import Seat, SeatAction, SeatEvent, SeatStatus
 from booking.services import seats_lock
 
 from .conftest import redis_available, redis_url, require
-from .processes import BIN, Process, child_env
+from .processes import child_env, running_worker_and_beat
 
 SWEEP_SECONDS = 1.0
 
@@ -44,16 +44,8 @@ def worker_and_beat(tmp_path, transactional_db):
         BOOKING_VAR_DIR=str(tmp_path),  # beat's schedule file
         CELERY_TASK_LOG_LEVEL="INFO",
     )
-    celery = str(BIN / "celery")
-    worker = Process([celery, "-A", "config", "worker", "--pool=solo", "--loglevel=INFO", "--without-gossip"], env=env)
-    beat = Process([celery, "-A", "config", "beat", "--loglevel=INFO"], env=env)
-    try:
-        worker.wait_for_output(r"celery@\S+ ready\.", timeout=30)
-        beat.wait_for_output(r"beat: Starting", timeout=30)
+    with running_worker_and_beat(env=env) as worker:
         yield worker
-    finally:
-        beat.stop()
-        worker.stop()
 
 
 @pytest.mark.redis
