@@ -163,9 +163,9 @@ CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 # is all the embedded run needs (its page turns expired holds free by itself).
 # With REDIS_URL every app server, the Celery worker and the admin reach every
 # client. RedisChannelLayer rather than RedisPubSubChannelLayer: it is the
-# stable, documented layer, its per-channel queues are bounded (capacity,
-# expiry) so a slow client cannot grow Redis, and it is safe to call from
-# sync code (gunicorn threads, Celery) through async_to_sync.
+# stable, documented layer, and its per-channel queues are bounded (capacity,
+# expiry) so a slow client cannot grow Redis. Sync code (the WSGI server's
+# threads, Celery) publishes through booking/live.py's publisher thread.
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
