@@ -116,8 +116,11 @@ def split_booking(statements: list[str]) -> tuple[list[str], list[str]]:
 def to_pgbench_script(lock: list[str], confirm: list[str], *, seat_id: int, holder: str) -> str:
     """A pgbench script replaying one booking on a fresh seat per transaction.
 
-    Variables: ``first`` (the first seat id of the replay's own seats) and
-    ``clients``; ``n`` counts each client's bookings (define it as 0).
+    Variables: ``first`` and ``size`` (the replay's own seats: ids ``first`` to
+    ``first + size - 1``) and ``clients``; ``n`` counts each client's bookings
+    (define it as 0). A replay faster than its seats wraps around to its first
+    seat (the replayed statements book a seat again regardless of its state),
+    so it never touches another event's seats.
     """
     seat_pattern = re.compile(rf"(?<![\w.:'-]){seat_id}(?![\w.'-])")
 
@@ -130,7 +133,7 @@ def to_pgbench_script(lock: list[str], confirm: list[str], *, seat_id: int, hold
     lines = [
         "-- One booking as the service issues it (captured from the PostgreSQL log): lock, then confirm.",
         "\\set n :n + 1",
-        "\\set seat :first + (:n - 1) * :clients + :client_id",
+        "\\set seat :first + ((:n - 1) * :clients + :client_id) % :size",
         "-- lock request",
         *map(template, lock),
         "-- confirm request",
@@ -158,9 +161,17 @@ _DONE = re.compile(r"^number of transactions actually processed: (\d+)", re.MULT
 
 
 def run_pgbench(
-    script: str, *, workdir: Path, clients: int, duration: float, first_seat: int, pgbench: str = "pgbench"
+    script: str,
+    *,
+    workdir: Path,
+    clients: int,
+    duration: float,
+    first_seat: int,
+    seat_count: int,
+    pgbench: str = "pgbench",
 ) -> dict:
-    """Run the script with ``clients`` connections for ``duration`` seconds; returns tps and counts."""
+    """Run the script with ``clients`` connections for ``duration`` seconds on the ``seat_count``
+    seats from id ``first_seat`` on (contiguous ids); returns tps and counts."""
     settings = connection.settings_dict
     path = workdir / "booking.pgbench.sql"
     path.write_text(script)
@@ -178,6 +189,7 @@ def run_pgbench(
         f"--time={max(1, round(duration))}",
         "--define=n=0",
         f"--define=first={first_seat}",
+        f"--define=size={seat_count}",
         f"--define=clients={clients}",
         f"--file={path}",
         settings["NAME"],

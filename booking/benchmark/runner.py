@@ -390,6 +390,17 @@ def check_contended(event_id: int, result: loadclient.RunResult, seat_ids: list[
     }
 
 
+def seats_touched_by_pgbench(*, outside_event: int) -> int:
+    """Seats of other events that pgbench's holders hold or booked: none, or the other figures are off."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM booking_seat WHERE event_id <> %s"
+            " AND (locked_by LIKE 'pgbench-holder-%%' OR booked_by LIKE 'pgbench-holder-%%')",
+            [outside_event],
+        )
+        return cursor.fetchone()[0]
+
+
 def machine() -> dict:
     model = ""
     try:
@@ -508,8 +519,16 @@ def run(options: Options) -> dict:
 
     # The database's own rate for the same statements.
     report["pgbench"] = pgreplay.run_pgbench(
-        script, workdir=workdir, clients=options.clients, duration=options.duration, first_seat=pg_seats[2]
+        script,
+        workdir=workdir,
+        clients=options.clients,
+        duration=options.duration,
+        first_seat=pg_seats[2],
+        seat_count=len(pg_seats) - 2,
     )
+    report["pgbench"]["foreign_seats_touched"] = seats_touched_by_pgbench(outside_event=pg_event)
+    if report["pgbench"]["foreign_seats_touched"]:
+        raise RuntimeError(f"pgbench changed {report['pgbench']['foreign_seats_touched']} seats of other events")
     report["load_after_pgbench"] = load_average()
     log(f"pgbench {report['pgbench']['tps']} bookings/s")
 
