@@ -10,20 +10,19 @@ They raise :mod:`booking.errors` and know nothing of HTTP.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Now
 
-from . import conf
+from . import conf, pg
 from .errors import (
     BookingError,
     Busy,
@@ -101,14 +100,13 @@ def _write_transaction(*, piggyback: bool = False) -> Iterator[None]:
 
     PostgreSQL gives up a row-lock wait after ``lock_timeout`` (set per
     connection from BOOKING_LOCK_TIMEOUT_MS); SQLite after its busy timeout.
-    With ``piggyback`` (the API's writes), on PostgreSQL and outside any
-    transaction, the BEGIN travels with the transaction's first statement and
-    the COMMIT with its last write (see :func:`_tx_execute`): two round trips
-    fewer per request, the same one transaction.
+    With ``piggyback`` (the API's writes), on PostgreSQL, the BEGIN travels in
+    the transaction's first round trip and the COMMIT in its last
+    (:func:`booking.pg.transaction`): no round trip of their own.
     """
     try:
-        if piggyback and connection.vendor == "postgresql" and not connection.in_atomic_block:
-            with _piggyback_transaction():
+        if piggyback and connection.vendor == "postgresql":
+            with pg.transaction():
                 yield
         else:
             with transaction.atomic():
@@ -120,59 +118,6 @@ def _write_transaction(*, piggyback: bool = False) -> Iterator[None]:
         raise Busy("The seats changed under this request; retry.") from exc
 
 
-class _Piggyback:
-    begun = False
-    committed = False
-
-
-_piggyback = threading.local()
-
-
-@contextmanager
-def _piggyback_transaction() -> Iterator[None]:
-    """One explicit transaction on an autocommit connection, begun and committed by :func:`_tx_execute`.
-
-    Whatever ends the block without that commit (a broken rule, an error, a
-    request that wrote nothing) ends the transaction here: ROLLBACK on an
-    exception, COMMIT otherwise. Nothing inside may use ``transaction.atomic``.
-    """
-    state = _Piggyback()
-    _piggyback.state = state
-    try:
-        yield
-    except BaseException:
-        _piggyback.state = None
-        if state.begun and not state.committed:
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("ROLLBACK")
-            except DatabaseError:  # a broken connection: Django replaces it after the request
-                pass
-        raise
-    _piggyback.state = None
-    if state.begun and not state.committed:
-        with connection.cursor() as cursor:
-            cursor.execute("COMMIT")
-
-
-def _tx_execute(cursor, sql: str, params, *, commit: bool = False) -> None:
-    """Execute ``sql``; in a piggyback transaction, prefixed by its BEGIN if it is the first
-    statement, and followed by its COMMIT when ``commit`` (the last write). The cursor is left
-    on ``sql``'s first result."""
-    state = getattr(_piggyback, "state", None)
-    begin = state is not None and not state.begun
-    if begin:
-        sql = "BEGIN;" + sql
-        state.begun = True
-    if commit and state is not None:
-        sql += ";COMMIT"
-    cursor.execute(sql, params)
-    if begin:
-        cursor.nextset()
-    if commit and state is not None:
-        state.committed = True
-
-
 def _is_active_hold(row: dict[str, Any], now: datetime) -> bool:
     return row["status"] == SeatStatus.LOCKED and row["lock_expires_at"] > now
 
@@ -181,37 +126,57 @@ def _is_expired_hold(row: dict[str, Any], now: datetime) -> bool:
     return row["status"] == SeatStatus.LOCKED and row["lock_expires_at"] <= now
 
 
-# The hot path's statements, written out for PostgreSQL: the same rows and
-# writes as the ORM's, without building and compiling a query per request
-# (half of a lock request's CPU time went there). Other databases use the ORM.
-_PG_LOCK_ROWS_SQL = """
-SELECT s.id, s.event_id, s.label, s.row, s.number, s.status, s.lock_expires_at, s.version,
-       s.locked_by, s.locked_at, s.booked_by, e.hold_seconds, STATEMENT_TIMESTAMP()
-FROM booking_seat AS s JOIN booking_event AS e ON e.id = s.event_id
-WHERE s.id = ANY(%s)
-ORDER BY s.id
-FOR UPDATE OF s
-"""
-_PG_LOCK_ROWS_COLUMNS = (*_LOCKED_ROW_COLUMNS, "hold_seconds", "db_now")
+# The hot path's statements, written out for PostgreSQL and prepared once per
+# connection (booking/pg.py): the same rows and writes as the ORM's, without
+# building, compiling, parsing and planning a query per request. Seat ids travel
+# as one array literal, so each statement has one shape whatever the ids.
+_PG_LOCK_ROWS = pg.Prepared(
+    "booking_lock_rows",
+    """
+    SELECT s.id, s.event_id, s.label, s.row, s.number, s.status, s.lock_expires_at, s.version,
+           s.locked_by, s.locked_at, s.booked_by, e.hold_seconds
+    FROM booking_seat AS s JOIN booking_event AS e ON e.id = s.event_id
+    WHERE s.id = ANY(%s::bigint[])
+    ORDER BY s.id
+    FOR UPDATE OF s
+    """,
+    ["bigint[]"],
+)
+_PG_LOCK_ROWS_COLUMNS = (*_LOCKED_ROW_COLUMNS, "hold_seconds")
+# The rules' clock, read after the row locks are granted: a hold that ran out
+# while the request waited for them has run out. (The statements of one message
+# share one STATEMENT_TIMESTAMP(): when the message arrived, before any wait.)
+_PG_CLOCK_SQL = "SELECT clock_timestamp()"
+# A lock request also takes the holder's advisory lock first (it serializes one
+# holder's requests, so the hold limit is exact; taken before any row lock, it
+# cannot deadlock) and, after the row locks, reads the holder's other holds in
+# the events of these seats, to count the unexpired ones on that clock.
+_PG_HOLDER_LOCK = pg.Prepared(
+    "booking_holder_lock", "SELECT pg_advisory_xact_lock(hashtextextended(%s::text, 7))", ["text"]
+)
+_PG_HOLDER_HOLDS = pg.Prepared(
+    "booking_holder_holds",
+    """
+    SELECT event_id, lock_expires_at FROM booking_seat
+    WHERE status = 'locked' AND locked_by = %s::text AND NOT (id = ANY(%s::bigint[]))
+      AND event_id IN (SELECT event_id FROM booking_seat WHERE id = ANY(%s::bigint[]))
+    """,
+    ["text", "bigint[]", "bigint[]"],
+)
 
 
-# A lock request's first round trip on PostgreSQL: three statements in one
-# message, run in this order, so each still happens under the locks before it:
-# the holder's advisory lock (serializes one holder's requests, so the hold
-# limit is exact; taken before any row lock, so it cannot deadlock), the seat
-# row locks in id order, and the count of the holder's other unexpired holds in
-# the events of these seats (read after both locks are held).
-_PG_HOLDER_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 7))"
-_PG_HELD_FOR_SEATS_SQL = """
-SELECT event_id, count(*) FROM booking_seat
-WHERE status = 'locked' AND locked_by = %s AND lock_expires_at > STATEMENT_TIMESTAMP()
-  AND NOT (id = ANY(%s)) AND event_id IN (SELECT event_id FROM booking_seat WHERE id = ANY(%s))
-GROUP BY event_id
-"""
+def _pg_array(ids: Sequence[int | None]) -> str:
+    """Integers (or None) as a PostgreSQL array literal, ``{1,2,NULL}``."""
+    return "{" + ",".join("NULL" if i is None else str(int(i)) for i in ids) + "}"
+
+
+def _pg_text_array(values: Sequence[str]) -> str:
+    """Strings as a PostgreSQL array literal, every element double-quoted and escaped."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def _lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tuple[list[dict[str, Any]], datetime]:
-    """Row-lock the seats in id order; return them and the database's time.
+    """Row-lock the seats in id order; return them and the database's time, read after the locks.
 
     With ``holder``, first serialize that holder's requests and afterwards
     count its other unexpired holds per event (``row["held_in_event"]``; on
@@ -223,22 +188,27 @@ def _lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tu
     if not ids:
         raise InvalidRequest("No seat ids given.")
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            if holder is None:
-                _tx_execute(cursor, _PG_LOCK_ROWS_SQL, [ids])
-            else:
-                _tx_execute(
-                    cursor,
-                    ";".join((_PG_HOLDER_LOCK_SQL, _PG_LOCK_ROWS_SQL, _PG_HELD_FOR_SEATS_SQL)),
-                    ["booking-holder:" + holder, ids, holder, ids, ids],
-                )
-                cursor.nextset()
-            rows = [dict(zip(_PG_LOCK_ROWS_COLUMNS, values, strict=True)) for values in cursor.fetchall()]
-            if holder is not None:
-                cursor.nextset()
-                held = dict(cursor.fetchall())
-                for row in rows:
-                    row["held_in_event"] = held.get(row["event_id"], 0)
+        id_array = _pg_array(ids)
+        if holder is None:
+            seat_rows, clock = pg.run([(_PG_LOCK_ROWS, [id_array]), (_PG_CLOCK_SQL, ())])
+        else:
+            _, seat_rows, clock, holds = pg.run(
+                [
+                    (_PG_HOLDER_LOCK, ["booking-holder:" + holder]),
+                    (_PG_LOCK_ROWS, [id_array]),
+                    (_PG_CLOCK_SQL, ()),
+                    (_PG_HOLDER_HOLDS, [holder, id_array, id_array]),
+                ]
+            )
+        now = clock[0][0]
+        rows = [dict(zip(_PG_LOCK_ROWS_COLUMNS, values, strict=True)) for values in seat_rows]
+        if holder is not None:
+            held: dict[int, int] = defaultdict(int)
+            for event_id, expires in holds:
+                if expires > now:
+                    held[event_id] += 1
+            for row in rows:
+                row["held_in_event"] = held[row["event_id"]]
     else:
         rows = list(
             Seat.objects.select_for_update(of=("self",))
@@ -246,71 +216,99 @@ def _lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tu
             .order_by("pk")
             .values(*_LOCKED_ROW_COLUMNS, hold_seconds=F("event__hold_seconds"), db_now=Now())
         )
+        now = rows[0]["db_now"] if rows else None
     if len(rows) != len(ids):
         found = {row["id"] for row in rows}
         missing = [i for i in ids if i not in found]
         raise SeatNotFound(_detail(SeatNotFound, missing), seats=missing)
-    return rows, rows[0]["db_now"]
+    return rows, now
 
 
+#: The columns every seat write sets, in this order (with ``version`` bumped by one).
 _SEAT_WRITE_COLUMNS = ("status", "locked_by", "locked_at", "lock_expires_at", "booked_by", "booked_at")
+# One write on PostgreSQL: the seats' update and their audit rows (from arrays), one statement.
+_PG_WRITE_SEATS = pg.Prepared(
+    "booking_write_seats",
+    """
+    WITH changed AS (
+        UPDATE booking_seat
+        SET status = %s::varchar, locked_by = %s::varchar, locked_at = %s::timestamptz,
+            lock_expires_at = %s::timestamptz, booked_by = %s::varchar, booked_at = %s::timestamptz,
+            version = version + 1
+        WHERE id = ANY(%s::bigint[])
+        RETURNING 1
+    )
+    INSERT INTO booking_seatevent (seat_id, event_id, action, holder, actor_id, created_at)
+    SELECT seat_id, event_id, action, holder, actor_id, STATEMENT_TIMESTAMP()
+    FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::integer[])
+         AS a(seat_id, event_id, action, holder, actor_id)
+    """,
+    ["varchar", "varchar", "timestamptz", "timestamptz", "varchar", "timestamptz"]
+    + ["bigint[]", "bigint[]", "bigint[]", "text[]", "text[]", "integer[]"],
+)
+_PG_NO_AUDIT = ["{}"] * 5
 
 
-def _write_seats(updates: list[tuple[list[int], dict[str, Any]]], audit: list[SeatEvent]) -> None:
-    """Apply each ``(seat ids, {column: value})`` update and insert the audit rows: a transaction's last write.
+def _write_seats(updates: list[tuple[list[int], dict[str, Any]]], audit: list[AuditRow]) -> None:
+    """Apply each ``(seat ids, {column: value})`` update (all of :data:`_SEAT_WRITE_COLUMNS`)
+    and insert the audit rows: a transaction's last write.
 
     Like every seat write, each update bumps the seats' ``version`` by one. On
-    PostgreSQL one statement does it all (the updates as data-modifying CTEs,
-    the audit rows from arrays); elsewhere the ORM, one query each.
+    PostgreSQL it is one message (one prepared statement per update, the first
+    one writing the audit rows too); elsewhere the ORM, one query each.
     """
     updates = [(ids, values) for ids, values in updates if ids]
     if connection.vendor != "postgresql":
         for ids, values in updates:
             Seat.objects.filter(pk__in=ids).update(**values, version=F("version") + 1)
         if audit:
-            SeatEvent.objects.bulk_create(audit)
+            _save_audit(audit)
         return
-    ctes, params = [], []
+    audit_arrays = [
+        _pg_array([e.seat_id for e in audit]),
+        _pg_array([e.event_id for e in audit]),
+        _pg_text_array([e.action for e in audit]),
+        _pg_text_array([e.holder for e in audit]),
+        _pg_array([e.actor_id for e in audit]),
+    ]
+    step = []
     for n, (ids, values) in enumerate(updates):
-        assignments = ", ".join(f"{column} = %s" for column in values if column in _SEAT_WRITE_COLUMNS)
-        if len(values) != assignments.count("%s"):
+        row = [values[column] for column in _SEAT_WRITE_COLUMNS]
+        if len(values) != len(row):
             raise ValueError(f"unknown seat columns in {sorted(values)}")
-        ctes.append(
-            f"u{n} AS (UPDATE booking_seat SET {assignments}, version = version + 1 WHERE id = ANY(%s) RETURNING 1)"
-        )
-        params += [*values.values(), ids]
-    if audit:
-        statement = (
-            "INSERT INTO booking_seatevent (seat_id, event_id, action, holder, actor_id, created_at)"
-            " SELECT seat_id, event_id, action, holder, actor_id, STATEMENT_TIMESTAMP()"
-            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::integer[])"
-            " AS a(seat_id, event_id, action, holder, actor_id)"
-        )
-        params += [
-            [e.seat_id for e in audit],
-            [e.event_id for e in audit],
-            [str(e.action) for e in audit],
-            [e.holder for e in audit],
-            [e.actor_id for e in audit],
-        ]
-    else:
-        statement = "SELECT 1"
-    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + statement
-    with connection.cursor() as cursor:
-        _tx_execute(cursor, sql, params, commit=True)
+        step.append((_PG_WRITE_SEATS, [*row, _pg_array(ids), *(audit_arrays if n == 0 else _PG_NO_AUDIT)]))
+    if not step:
+        step.append((_PG_WRITE_SEATS, [None] * 6 + ["{}", *audit_arrays]))
+    pg.run(step, commit=True)
 
 
-def _audit(rows: list[dict[str, Any]], action: str, *, actor, holder: str | None = None) -> list[SeatEvent]:
+class AuditRow(NamedTuple):
+    """One audit row to write (a :class:`SeatEvent` without the model instance)."""
+
+    seat_id: int
+    event_id: int
+    action: str
+    holder: str
+    actor_id: int | None
+
+
+def _audit(rows: list[dict[str, Any]], action: str, *, actor, holder: str | None = None) -> list[AuditRow]:
+    actor_id = getattr(actor, "pk", None)
     return [
-        SeatEvent(
-            seat_id=row["id"],
-            event_id=row["event_id"],
-            action=action,
-            holder=holder if holder is not None else (row.get("locked_by") or row.get("booked_by") or ""),
-            actor=actor,
+        AuditRow(
+            row["id"],
+            row["event_id"],
+            str(action),
+            holder if holder is not None else (row.get("locked_by") or row.get("booked_by") or ""),
+            actor_id,
         )
         for row in rows
     ]
+
+
+def _save_audit(audit: list[AuditRow]) -> None:
+    """The audit rows through the ORM (the PostgreSQL hot path writes them in its own statement)."""
+    SeatEvent.objects.bulk_create([SeatEvent(**row._asdict()) for row in audit], batch_size=500)
 
 
 def _changed(payloads: list[dict[str, Any]], changed_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -320,22 +318,12 @@ def _changed(payloads: list[dict[str, Any]], changed_rows: list[dict[str, Any]])
 
 def _push_after_commit(payloads: list[dict[str, Any]]) -> None:
     if payloads:
-        transaction.on_commit(lambda: publish_seat_changes(payloads))
-
-
-_PG_HELD_SQL = """
-SELECT event_id, count(*) FROM booking_seat
-WHERE event_id = ANY(%s) AND status = 'locked' AND locked_by = %s
-  AND lock_expires_at > STATEMENT_TIMESTAMP() AND NOT (id = ANY(%s))
-GROUP BY event_id
-"""
+        pg.on_commit(lambda: publish_seat_changes(payloads))
 
 
 def _active_holds_per_event(holder: str, event_ids: set[int], exclude_ids: list[int]) -> dict[int, int]:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_HELD_SQL, [sorted(event_ids), holder, exclude_ids])
-            return dict(cursor.fetchall())
+    """The holder's unexpired holds per event, besides ``exclude_ids`` (SQLite: PostgreSQL counts
+    them in the row-lock step, see :func:`_lock_seat_rows`)."""
     counts = (
         Seat.objects.filter(
             event_id__in=event_ids,
@@ -386,7 +374,7 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor=None) -> SeatsResu
 
         # New expiry per seat, then one UPDATE per distinct (locked_at, expiry).
         groups: dict[tuple[datetime, datetime], list[int]] = defaultdict(list)
-        audit: list[SeatEvent] = []
+        audit: list[AuditRow] = []
         for row in rows:
             hold = timedelta(seconds=row["hold_seconds"])
             if _is_active_hold(row, now):  # a renewal by the same holder
@@ -626,7 +614,7 @@ def _release_batch_generic(*, event_id: int | None, seat_ids: Sequence[int] | No
         _set_available(ids[start : start + 500])
     for row in rows:
         row["version"] += 1
-    SeatEvent.objects.bulk_create(_audit(rows, SeatAction.EXPIRED, actor=None), batch_size=500)
+    _save_audit(_audit(rows, SeatAction.EXPIRED, actor=None))
     return rows
 
 
@@ -812,7 +800,7 @@ def seats_admin_release(*, seat_ids: Sequence[int], actor=None) -> AdminResult:
         skipped = {row["id"]: f"not held: {_admin_describe(row, now)}" for row in rows if not _is_active_hold(row, now)}
         if to_release:
             _set_available([row["id"] for row in to_release])
-            SeatEvent.objects.bulk_create(_audit(to_release, SeatAction.ADMIN_RELEASED, actor=actor))
+            _save_audit(_audit(to_release, SeatAction.ADMIN_RELEASED, actor=actor))
             for row in to_release:
                 row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None, version=row["version"] + 1)
             _push_after_commit([seat_payload(row, now) for row in to_release])
@@ -834,7 +822,7 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor=None) -> Adm
     def apply(rows, now):
         to_book: list[dict[str, Any]] = []
         skipped: dict[int, str] = {}
-        audit: list[SeatEvent] = []
+        audit: list[AuditRow] = []
         for row in rows:
             if row["status"] == SeatStatus.BOOKED:
                 skipped[row["id"]] = f"already {_admin_describe(row, now)}"
@@ -857,7 +845,7 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor=None) -> Adm
                 lock_expires_at=None,
                 version=F("version") + 1,
             )
-            SeatEvent.objects.bulk_create(audit)
+            _save_audit(audit)
             for row in to_book:
                 row.update(status=SeatStatus.BOOKED, lock_expires_at=None, version=row["version"] + 1)
             _push_after_commit([seat_payload(row, now) for row in to_book])
@@ -876,7 +864,7 @@ def seats_admin_cancel(*, seat_ids: Sequence[int], actor=None) -> AdminResult:
         }
         if to_cancel:
             _set_available([row["id"] for row in to_cancel])
-            SeatEvent.objects.bulk_create(_audit(to_cancel, SeatAction.ADMIN_CANCELLED, actor=actor))
+            _save_audit(_audit(to_cancel, SeatAction.ADMIN_CANCELLED, actor=actor))
             for row in to_cancel:
                 row.update(status=SeatStatus.AVAILABLE, lock_expires_at=None, version=row["version"] + 1)
             _push_after_commit([seat_payload(row, now) for row in to_cancel])

@@ -97,6 +97,10 @@ TEMPLATES = [
 ]
 
 # --- Database ----------------------------------------------------------------
+# The API's hot path prepares its statements once per PostgreSQL connection
+# (booking/pg.py). false: for a connection pooler that does not keep a session's
+# prepared statements (PgBouncer in transaction mode).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
@@ -116,6 +120,11 @@ else:
     _options = _db.setdefault("OPTIONS", {})
     # Bounds every row-lock wait; the API turns the error into 503 busy.
     _options["options"] = f"-c lock_timeout={BOOKING_LOCK_TIMEOUT_MS}"
+    if DATABASE_PREPARED_STATEMENTS:
+        # The hot path's prepared statements (booking/pg.py) run on one plan each, made once:
+        # left to choose, PostgreSQL plans `id = ANY($1)` anew on every run. Django's own
+        # queries are never prepared, so this setting does not touch them.
+        _options["options"] += " -c plan_cache_mode=force_generic_plan"
     if env.bool("DATABASE_POOL", default=False):
         _options["pool"] = {
             "min_size": env.int("DATABASE_POOL_MIN", default=2),

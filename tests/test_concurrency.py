@@ -196,3 +196,43 @@ def test_control_without_the_row_lock_the_race_double_books(make_user, seat_ids,
     racers = [api_client_for(make_user(f"racer{i}")) for i in range(10)]
     responses = race([lambda c=c: post(c, "/api/lock", {"seatId": seat_ids[0]}) for c in racers])
     assert statuses(responses)[200] > 1, "without the row lock the race should double-book"
+
+
+def test_a_hold_that_runs_out_while_confirm_waits_for_the_row_lock_cannot_be_confirmed(make_user, seat_ids):
+    """The rules' clock is read once the row locks are granted, not when the request arrived:
+    a confirm that waited past its hold's expiry gets hold_expired, and nothing is booked."""
+    alice = api_client_for(make_user("alice"))
+    seat_id = seat_ids[0]
+    assert post(alice, "/api/lock", {"seatId": seat_id}).status_code == 200
+    Seat.objects.filter(pk=seat_id).update(lock_expires_at=Now() + timedelta(milliseconds=800))
+
+    def confirm_after_a_moment():
+        time.sleep(0.2)  # arrives while the hold is still live, then waits for the row
+        return post(alice, "/api/confirm", {"seatId": seat_id})
+
+    _, response = race([lambda: _hold_write_lock_on(seat_id, 1.5), confirm_after_a_moment])
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "hold_expired"
+    assert Seat.objects.get(pk=seat_id).status != "booked"
+    assert not SeatEvent.objects.filter(seat_id=seat_id, action="booked").exists()
+
+
+def test_a_hold_that_runs_out_while_a_lock_waits_for_the_row_lock_is_taken_over(make_user, seat_ids):
+    """The same clock for a lock: bob's request, which arrived while alice's hold was live, takes
+    the seat once it gets the row, because by then her hold has run out."""
+    alice = api_client_for(make_user("alice"))
+    bob = api_client_for(make_user("bob"))
+    seat_id = seat_ids[0]
+    assert post(alice, "/api/lock", {"seatId": seat_id}).status_code == 200
+    Seat.objects.filter(pk=seat_id).update(lock_expires_at=Now() + timedelta(milliseconds=800))
+
+    def lock_after_a_moment():
+        time.sleep(0.2)
+        return post(bob, "/api/lock", {"seatId": seat_id})
+
+    _, response = race([lambda: _hold_write_lock_on(seat_id, 1.5), lock_after_a_moment])
+    assert response.status_code == 200, response.content
+    row = Seat.objects.get(pk=seat_id)
+    assert (row.status, row.locked_by) == ("locked", "bob")
+    actions = list(SeatEvent.objects.filter(seat_id=seat_id).order_by("id").values_list("action", "holder"))
+    assert actions == [("locked", "alice"), ("expired", "alice"), ("locked", "bob")]

@@ -69,11 +69,12 @@ def find_server_log(explicit: str | None = None) -> Path:
     raise CaptureUnavailable("cannot find the PostgreSQL server log (give --pg-log)")
 
 
-def read_statements(log_file: Path, offset: int, *, user: str, database: str) -> list[str]:
-    """The statements ``user`` issued on ``database``, logged after byte ``offset`` of ``log_file``."""
+def read_statements(log_file: Path, offset: int, *, user: str, database: str, until: int | None = None) -> list[str]:
+    """The statements ``user`` issued on ``database``, logged from byte ``offset`` of ``log_file`` (to ``until``)."""
     with open(log_file, "rb") as handle:
         handle.seek(offset)
-        text = handle.read().decode("utf-8", "replace")
+        data = handle.read() if until is None else handle.read(max(0, until - offset))
+        text = data.decode("utf-8", "replace")
     entries: list[str] = []
     for line in text.splitlines():
         if _ENTRY_START.match(line):
@@ -97,24 +98,35 @@ def log_size(log_file: Path) -> int:
         raise CaptureUnavailable(f"cannot read the PostgreSQL log {log_file}: {exc}") from exc
 
 
+def prepare_statements(statements: list[str]) -> list[str]:
+    """The messages among ``statements`` that prepare statements (SQL ``PREPARE``) for the session."""
+    return [sql for sql in statements if sql.lstrip().upper().startswith("PREPARE ")]
+
+
 def split_booking(statements: list[str]) -> tuple[list[str], list[str]]:
     """Split one booking's statements into the lock request's and the confirm request's.
 
-    Each request begins with the token lookup (the first statement reading authtoken_token).
+    The lock request ends with the message that commits its write; the confirm
+    request is the rest (it ends with its own commit). A token lookup, when the
+    server did not have the token's user at hand, starts a request.
     """
-    starts = [i for i, sql in enumerate(statements) if "authtoken_token" in sql]
-    if len(starts) != 2:
-        raise CaptureUnavailable(f"expected 2 requests in the captured SQL, found {len(starts)}: {statements}")
-    # A per-request connection health check (SELECT 1) just before the second token lookup
-    # belongs to the second request.
-    boundary = starts[1]
-    while boundary > starts[0] + 1 and statements[boundary - 1].strip().rstrip(";").upper() == "SELECT 1":
-        boundary -= 1
-    return statements[:boundary], statements[boundary:]
+    ends = [i for i, sql in enumerate(statements) if _commits(sql)]
+    if len(ends) != 2 or ends[1] != len(statements) - 1:
+        raise CaptureUnavailable(f"expected a lock and a confirm, each ending in COMMIT, in: {statements}")
+    return statements[: ends[0] + 1], statements[ends[0] + 1 :]
 
 
-def to_pgbench_script(lock: list[str], confirm: list[str], *, seat_id: int, holder: str) -> str:
+def _commits(sql: str) -> bool:
+    return sql.rstrip().rstrip(";").upper().endswith("COMMIT")
+
+
+def to_pgbench_script(
+    lock: list[str], confirm: list[str], *, seat_id: int, holder: str, prepare: list[str] | None = None
+) -> str:
     """A pgbench script replaying one booking on a fresh seat per transaction.
+
+    ``prepare``: what the service's connection prepared for its session, run by each
+    pgbench client once, in its first transaction.
 
     Variables: ``first`` and ``size`` (the replay's own seats: ids ``first`` to
     ``first + size - 1``) and ``clients``; ``n`` counts each client's bookings
@@ -133,6 +145,9 @@ def to_pgbench_script(lock: list[str], confirm: list[str], *, seat_id: int, hold
     lines = [
         "-- One booking as the service issues it (captured from the PostgreSQL log): lock, then confirm.",
         "\\set n :n + 1",
+        *(["-- prepared once per connection, as the service's connection does", "\\if :n = 1"] if prepare else []),
+        *map(template, prepare or []),
+        *(["\\endif"] if prepare else []),
         "\\set seat :first + ((:n - 1) * :clients + :client_id) % :size",
         "-- lock request",
         *map(template, lock),
@@ -176,6 +191,9 @@ def run_pgbench(
     path = workdir / "booking.pgbench.sql"
     path.write_text(script)
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin"}
+    # The session settings the service's connections start with (lock_timeout, plan_cache_mode).
+    if settings.get("OPTIONS", {}).get("options"):
+        env["PGOPTIONS"] = settings["OPTIONS"]["options"]
     if settings.get("PASSWORD"):
         env["PGPASSWORD"] = settings["PASSWORD"]
     args = [

@@ -277,6 +277,7 @@ def capture_booking_sql(
         "WEB_CONCURRENCY": "1",
         "WEB_THREADS": "1",
     }
+    session_start = pgreplay.log_size(log_file)
     server = start_server(command, capture_env, workdir / "capture-server.log")
     try:
 
@@ -292,18 +293,22 @@ def capture_booking_sql(
         offset = pgreplay.log_size(log_file)
         book(seat_ids[1])
         time.sleep(0.5)
-        statements = pgreplay.read_statements(
-            log_file, offset, user=pgreplay.CAPTURE_ROLE, database=connection.settings_dict["NAME"]
+        database = connection.settings_dict["NAME"]
+        statements = pgreplay.read_statements(log_file, offset, user=pgreplay.CAPTURE_ROLE, database=database)
+        # What the server's connection prepared once, at its first booking: pgbench's clients prepare it too.
+        session = pgreplay.read_statements(
+            log_file, session_start, user=pgreplay.CAPTURE_ROLE, database=database, until=offset
         )
     finally:
         server.stop()
+    prepare = pgreplay.prepare_statements(session)
     lock, confirm = pgreplay.split_booking(statements)
-    script = pgreplay.to_pgbench_script(lock, confirm, seat_id=seat_ids[1], holder=holder)
+    script = pgreplay.to_pgbench_script(lock, confirm, seat_id=seat_ids[1], holder=holder, prepare=prepare)
     return script, {
         "log_file": str(log_file),
         "lock_statements": len(lock),
         "confirm_statements": len(confirm),
-        "statements": {"lock": lock, "confirm": confirm},
+        "statements": {"prepare": prepare, "lock": lock, "confirm": confirm},
     }
 
 

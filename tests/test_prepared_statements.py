@@ -1,0 +1,55 @@
+"""On PostgreSQL the API's hot path runs prepared statements (booking/pg.py): prepared once
+per connection, kept across rolled-back requests, and optional (DATABASE_PREPARED_STATEMENTS)."""
+
+import pytest
+from django.db import connection
+
+from booking.models import Seat, SeatEvent
+
+from .helpers import assert_error, post
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+
+HOT_PATH = {"booking_lock_rows", "booking_holder_lock", "booking_holder_holds", "booking_write_seats"}
+
+
+def prepared_on_this_connection() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+def test_a_new_connection_prepares_the_hot_path_once_and_keeps_it_after_a_rollback(alice, bob, seat_ids):
+    connection.close()  # a new session: nothing prepared yet
+    assert prepared_on_this_connection() == set()
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert HOT_PATH | {"booking_token_user"} <= prepared_on_this_connection()
+    # A broken rule rolls the request's transaction back; the statements stay prepared.
+    assert_error(post(bob, "/api/lock", {"seatId": seat_ids[0]}), 409, "seat_locked")
+    assert HOT_PATH <= prepared_on_this_connection()
+    assert post(alice, "/api/confirm", {"seatId": seat_ids[0]}).status_code == 200
+    assert Seat.objects.get(pk=seat_ids[0]).booked_by == "alice"
+
+
+def test_without_prepared_statements_the_same_requests_give_the_same_answers(alice, bob, seat_ids, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    connection.close()
+    assert post(alice, "/api/lock", {"seatIds": seat_ids[:2]}).status_code == 200
+    assert_error(post(bob, "/api/lock", {"seatId": seat_ids[0]}), 409, "seat_locked", [seat_ids[0]])
+    assert post(alice, "/api/confirm", {"seatId": seat_ids[0]}).status_code == 200
+    assert post(alice, "/api/unlock", {"seatId": seat_ids[1]}).status_code == 200
+    assert prepared_on_this_connection() == set()
+    actions = list(SeatEvent.objects.order_by("id").values_list("seat_id", "action"))
+    assert actions == [
+        (seat_ids[0], "locked"),
+        (seat_ids[1], "locked"),
+        (seat_ids[0], "booked"),
+        (seat_ids[1], "unlocked"),
+    ]
+
+
+def test_prepared_statements_run_on_generic_plans():
+    """Left to choose, PostgreSQL re-plans `id = ANY($1)` on every run; the settings pin one plan."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_generic_plan"
