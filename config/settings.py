@@ -48,6 +48,9 @@ BOOKING_SWEEP_SECONDS = env.float("BOOKING_SWEEP_SECONDS", default=5.0)
 BOOKING_SWEEP_BATCH = env.int("BOOKING_SWEEP_BATCH", default=10000)
 # Concurrent sweeps per beat run on PostgreSQL (each its own connection and rows).
 BOOKING_SWEEP_WORKERS = env.int("BOOKING_SWEEP_WORKERS", default=2)
+# How long a process keeps an API token's user (booking/api/authentication.py); 0: ask
+# the database on every request. A token revoked elsewhere works at most this long.
+BOOKING_TOKEN_CACHE_SECONDS = env.float("BOOKING_TOKEN_CACHE_SECONDS", default=2.0)
 
 INSTALLED_APPS = [
     # First: its runserver command serves HTTP and WebSockets (ASGI).

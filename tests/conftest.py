@@ -60,6 +60,14 @@ def fresh_throttle_counters():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_token_cache():
+    """Each test starts with no API token's user kept (booking/api/authentication.py)."""
+    from booking.api.authentication import token_cache
+
+    token_cache.clear()
+
+
 @pytest.fixture
 def make_event(db):
     from booking.services import event_create_with_seats

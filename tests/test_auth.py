@@ -93,3 +93,123 @@ def test_over_the_rate_is_429_throttled_with_retry_after(alice, anonymous, seat_
     assert 1 <= int(response["Retry-After"]) <= 61
     assert_error(post(alice, "/api/lock", {"seatId": seat_ids[0]}), 429, "throttled")
     assert seat(seat_ids[0]).status == "available"
+
+
+# --- The token cache: a token's user is kept for BOOKING_TOKEN_CACHE_SECONDS per process ---
+
+
+def _token_client(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
+    return client
+
+
+def _lock(client, seat_id):
+    return post(client, "/api/lock", {"seatId": seat_id})
+
+
+def test_a_token_deleted_in_this_process_stops_working_at_once(make_user, seat_ids, settings):
+    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
+    user = make_user("dora")
+    client = _token_client(user)
+    assert _lock(client, seat_ids[0]).status_code == 200  # the token's user is now kept
+    user.auth_token.delete()
+    assert_error(_lock(client, seat_ids[1]), 401, "not_authenticated")
+
+
+def test_a_user_deactivated_in_this_process_is_refused_at_once(make_user, seat_ids, settings):
+    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
+    user = make_user("emil")
+    client = _token_client(user)
+    assert _lock(client, seat_ids[0]).status_code == 200
+    user.is_active = False
+    user.save()
+    assert_error(_lock(client, seat_ids[1]), 401, "not_authenticated")
+
+
+def test_a_right_granted_in_this_process_applies_at_once(make_user, seat_ids, settings):
+    from django.contrib.auth.models import Permission
+
+    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
+    user = make_user("fred")
+    client = _token_client(user)
+    assert_error(post(client, "/api/lock", {"seatId": seat_ids[0], "userId": "walk-in"}), 403, "forbidden")
+    user.user_permissions.add(Permission.objects.get(codename="hold_for_others"))
+    assert post(client, "/api/lock", {"seatId": seat_ids[0], "userId": "walk-in"}).status_code == 200
+
+
+def test_a_token_revoked_by_another_process_works_at_most_the_cache_time(make_user, seat_ids, settings):
+    """Another app server's admin deletes the token (no signal reaches this process): this
+    process keeps authenticating it until its entry is BOOKING_TOKEN_CACHE_SECONDS old."""
+    import time
+
+    from django.db import connection
+
+    settings.BOOKING_TOKEN_CACHE_SECONDS = 0.5
+    user = make_user("gina")
+    client = _token_client(user)
+    assert _lock(client, seat_ids[0]).status_code == 200
+    with connection.cursor() as cursor:  # as another process would: no signal here
+        cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+    assert _lock(client, seat_ids[1]).status_code == 200  # still kept, as documented
+    time.sleep(0.6)
+    assert_error(_lock(client, seat_ids[2]), 401, "not_authenticated")
+
+
+def test_without_the_cache_every_request_asks_the_database(make_user, seat_ids, settings):
+    from django.db import connection
+
+    settings.BOOKING_TOKEN_CACHE_SECONDS = 0
+    user = make_user("hugo")
+    client = _token_client(user)
+    assert _lock(client, seat_ids[0]).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+    assert_error(_lock(client, seat_ids[1]), 401, "not_authenticated")
+
+
+def test_unknown_tokens_are_never_kept(make_user, seat_ids, settings):
+    from booking.api.authentication import token_cache
+
+    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef0123456789abcdef01234567")
+    for _ in range(3):
+        assert_error(_lock(client, seat_ids[0]), 401, "not_authenticated")
+    assert token_cache.get("0123456789abcdef0123456789abcdef01234567") is None
+
+
+def test_the_cache_keeps_at_most_its_size(monkeypatch):
+    from rest_framework.authtoken.models import Token
+
+    from booking.api import authentication
+
+    monkeypatch.setattr(authentication, "TOKEN_CACHE_SIZE", 5)
+    cache = authentication._TokenCache()
+    for n in range(12):
+        cache.put(f"key-{n}", object(), Token(key=f"key-{n}"), 60)
+    assert len(cache._entries) == 5
+    assert cache.get("key-11") is not None and cache.get("key-0") is None
+
+
+@pytest.mark.parametrize(
+    "header", ["Token", "Token a b", "Bearer abc", "token\u00e9 x", "Token k\u00e9y", "Basic Zm9vOmJhcg=="]
+)
+def test_odd_authorization_headers_are_401_or_anonymous_never_500(seat_ids, header):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    response = post(client, "/api/lock", {"seatId": seat_ids[0]})
+    assert response.status_code == 401, response.content
+
+
+@pytest.mark.parametrize(
+    "holder",
+    ['quote"d', "back\\slash", "{braces,and,commas}", "it's", "NULL", "inner  spaces", "ünïcødé ✓", "a" * 150],
+)
+def test_any_holder_string_is_stored_exactly_in_seats_and_audit(box_office, seat_ids, holder):
+    """Holders travel to PostgreSQL inside array literals: quoting must keep every character."""
+    assert post(box_office, "/api/lock", {"seatIds": seat_ids[:2], "userId": holder}).status_code == 200
+    assert post(box_office, "/api/confirm", {"seatId": seat_ids[0], "userId": holder}).status_code == 200
+    assert seat(seat_ids[0]).booked_by == holder and seat(seat_ids[1]).locked_by == holder
+    audit = SeatEvent.objects.filter(seat_id__in=seat_ids[:2]).order_by("id").values_list("action", "holder")
+    assert list(audit) == [("locked", holder), ("locked", holder), ("booked", holder)]
