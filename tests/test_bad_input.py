@@ -131,3 +131,20 @@ def test_the_plain_body_fast_path_agrees_with_the_serializer():
             assert "userId" not in serializer.validated_data
         elif valid:
             assert "userId" in body, body  # the only valid bodies left to the serializer
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000, b'{"seatId": ' + b"9" * 400 + b"}", b'{"seatId": NaN}', b'{"seatId": Infinity}', b"\xc3\x28"],
+    ids=["deeply-nested", "huge-integer", "nan", "infinity", "invalid-utf8"],
+)
+def test_pathological_json_is_400_invalid_never_500(alice, seat_ids, raw):
+    response = alice.post("/api/lock", raw, content_type="application/json")
+    assert_error(response, 400, "invalid")
+    assert not SeatEvent.objects.exists()
+
+
+def test_a_body_in_another_charset_is_parsed_in_that_charset(alice, seat_ids):
+    body = f'{{"seatId": {seat_ids[0]}, "userId": "alice"}}'.encode("utf-16")
+    response = alice.post("/api/lock", body, content_type="application/json; charset=utf-16")
+    assert response.status_code == 200, response.content
