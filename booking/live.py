@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import concurrent.futures
 import logging
 import os
@@ -99,10 +100,12 @@ def _server_event_loop() -> asyncio.AbstractEventLoop | None:
 class Publisher:
     """One daemon thread per process whose event loop sends the pushes, one at a time.
 
-    A caller only hands its changes over (``call_soon_threadsafe``) and goes on.
-    The loop gathers what comes in for ``GATHER_SECONDS``, then sends it in the
-    order it came, one group message per event, one after the other on one Redis
-    connection; changes that pile up meanwhile leave in the next round.
+    A caller appends its changes to a queue and goes on; only the first change
+    after a send wakes the thread (``call_soon_threadsafe``), so under load a
+    request never waits for the thread to be scheduled. The thread then gathers
+    for ``GATHER_SECONDS`` and sends what came, in the order it came, one group
+    message per event, one after the other on one Redis connection; changes that
+    come meanwhile leave in the next round.
 
     Started on first use, and again in a forked child (a Celery pool process,
     a web server worker), where the parent's thread does not exist.
@@ -112,13 +115,17 @@ class Publisher:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Touched only on the publisher's loop:
-        self._pending: dict[tuple[Any, str], list[dict[str, Any]]] = {}
-        self._wake: asyncio.Event | None = None
+        self._queue: collections.deque = collections.deque()
+        #: True from a wake-up call until the thread takes the queue: no more wake-ups needed.
+        self._awake = False
         self._sending = False
 
     def submit(self, layer, changes: Changes) -> None:
-        self._running_loop().call_soon_threadsafe(self._add, layer, changes)
+        loop = self._running_loop()
+        self._queue.append((layer, changes))
+        if not self._awake:
+            self._awake = True
+            loop.call_soon_threadsafe(self._start_round)
 
     def flush(self, timeout: float) -> bool:
         with self._lock:
@@ -131,39 +138,47 @@ class Publisher:
             return False
         return True
 
-    def _add(self, layer, changes: Changes) -> None:
-        for group, seats in changes:
-            self._pending.setdefault((layer, group), []).extend(seats)
-        self._wake.set()
+    def _start_round(self) -> None:
+        if not self._sending:
+            self._sending = True
+            asyncio.get_running_loop().create_task(self._send_rounds())
 
     async def _drained(self) -> None:
-        while self._pending or self._sending:
+        while self._queue or self._sending:
             await asyncio.sleep(0.005)
 
-    async def _send_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._sending = True
-            await asyncio.sleep(GATHER_SECONDS)
-            self._wake.clear()
-            while self._pending:
-                batch, self._pending = self._pending, {}
-                for (layer, group), seats in batch.items():
+    async def _send_rounds(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(GATHER_SECONDS)
+                # Reset before taking the queue: a change appended after this either is taken
+                # below or sees the flag down and wakes the thread again.
+                self._awake = False
+                pending: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+                while self._queue:
+                    layer, changes = self._queue.popleft()
+                    for group, seats in changes:
+                        pending.setdefault((layer, group), []).extend(seats)
+                if not pending:
+                    return
+                for (layer, group), seats in pending.items():
                     await _send(layer, [(group, seats)])
+        finally:
             self._sending = False
 
     def _run(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
-        self._wake = asyncio.Event()
-        loop.create_task(self._send_forever())
         loop.call_soon(started.set)
         loop.run_forever()
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is not None and self._pid == os.getpid():
+            return loop
         with self._lock:
             if self._pid != os.getpid() or self._loop is None:
                 loop = asyncio.new_event_loop()
-                self._pending, self._sending = {}, False
+                self._queue, self._awake, self._sending = collections.deque(), False, False
                 started = threading.Event()
                 threading.Thread(target=self._run, args=(loop, started), name="live-publisher", daemon=True).start()
                 started.wait()
