@@ -204,8 +204,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["booking.api.parsers.FastJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "booking.api.renderers.JSONFirstNegotiation",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "booking.api.throttling.AnonRateThrottle",
+        "booking.api.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON_RATE", default="600/minute"),

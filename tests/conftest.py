@@ -57,7 +57,10 @@ def fresh_throttle_counters():
     """Each test starts with empty throttle counters (the cache is per process, LocMem, in tests)."""
     from django.core.cache import cache
 
+    from booking.api.throttling import reservations
+
     cache.clear()
+    reservations.clear()
 
 
 @pytest.fixture(autouse=True)
