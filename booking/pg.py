@@ -34,6 +34,11 @@ from django.db import transaction as django_transaction
 from psycopg.pq import ExecStatus
 
 _TUPLES_OK = ExecStatus.TUPLES_OK
+# Left to choose, PostgreSQL plans `id = ANY($1)` anew on every run (a custom plan for a
+# one-element array looks cheaper than the generic one): the hot path's transactions run
+# its statements on their one generic plan. For these transactions only: the session's
+# other queries (the seat map's `event_id = $1`) need plans made for their values.
+_GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 
 class Prepared:
@@ -84,7 +89,7 @@ def transaction() -> Iterator[None]:
     """One transaction, begun by the first :func:`run` and committed by the one with
     ``commit=True``. Whatever else ends the block ends the transaction here: ROLLBACK on an
     exception (a broken rule, an error), COMMIT otherwise (a request that wrote nothing)."""
-    if connection.in_atomic_block:
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
         yield
         return
     state = _State()
@@ -137,8 +142,12 @@ def run(step: Step, *, commit: bool = False) -> list[list[tuple]]:
             parts.append(statement)
         params.extend(values)
     begin = state is not None and not state.begun
+    opening = []
     if begin:
-        parts.insert(0, "BEGIN")
+        opening.append("BEGIN")
+        if prepared:
+            opening.append(_GENERIC_PLANS)
+    parts[:0] = opening
     if commit and state is not None:
         parts.append("COMMIT")
     # psycopg's cursor itself, with Django's error translation: Django's cursor wrapper, and
@@ -155,7 +164,7 @@ def run(step: Step, *, commit: bool = False) -> list[list[tuple]]:
         if begin:
             state.begun = True
         cursor.execute(";".join(parts), params)
-        if begin:
+        for _ in opening:
             cursor.nextset()
         results = []
         for _ in step:

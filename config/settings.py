@@ -123,11 +123,6 @@ else:
     _options = _db.setdefault("OPTIONS", {})
     # Bounds every row-lock wait; the API turns the error into 503 busy.
     _options["options"] = f"-c lock_timeout={BOOKING_LOCK_TIMEOUT_MS}"
-    if DATABASE_PREPARED_STATEMENTS:
-        # The hot path's prepared statements (booking/pg.py) run on one plan each, made once:
-        # left to choose, PostgreSQL plans `id = ANY($1)` anew on every run. Django's own
-        # queries are never prepared, so this setting does not touch them.
-        _options["options"] += " -c plan_cache_mode=force_generic_plan"
     if env.bool("DATABASE_POOL", default=False):
         _options["pool"] = {
             "min_size": env.int("DATABASE_POOL_MIN", default=2),

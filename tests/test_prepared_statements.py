@@ -48,8 +48,18 @@ def test_without_prepared_statements_the_same_requests_give_the_same_answers(ali
     ]
 
 
-def test_prepared_statements_run_on_generic_plans():
-    """Left to choose, PostgreSQL re-plans `id = ANY($1)` on every run; the settings pin one plan."""
+def test_the_hot_path_runs_on_generic_plans_and_other_queries_keep_custom_ones(alice, seat_ids):
+    """Left to choose, PostgreSQL plans `id = ANY($1)` anew on every run; the hot path's own
+    transactions pin the one generic plan, and only they: the seat map's query keeps its plans."""
+    connection.close()
+    for seat_id in seat_ids[:8]:
+        assert post(alice, "/api/lock", {"seatId": seat_id}).status_code == 200
+        assert post(alice, "/api/confirm", {"seatId": seat_id}).status_code == 200
     with connection.cursor() as cursor:
+        cursor.execute("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements")
+        plans = {name: (generic, custom) for name, generic, custom in cursor.fetchall()}
         cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone()[0] == "force_generic_plan"
+        assert cursor.fetchone()[0] == "auto"
+    for name in ("booking_lock_rows", "booking_holder_holds", "booking_write_seats"):
+        generic, custom = plans[name]
+        assert generic >= 8 and custom == 0, (name, plans[name])
