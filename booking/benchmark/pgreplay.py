@@ -199,6 +199,7 @@ def run_pgbench(
     args = [
         pgbench,
         "--no-vacuum",
+        "--report-per-command",
         f"--host={settings.get('HOST') or '127.0.0.1'}",
         f"--port={settings.get('PORT') or 5432}",
         f"--username={settings.get('USER') or 'postgres'}",

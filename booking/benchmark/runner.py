@@ -312,6 +312,17 @@ def capture_booking_sql(
     }
 
 
+def settle_database() -> None:
+    """Every measured phase starts from the same state: tables vacuumed and analyzed (no
+    autovacuum of an earlier phase's writes running into it) and a checkpoint just taken
+    (every phase pays the full-page writes that follow one; they land in whichever phase a
+    checkpoint happens to start in otherwise, about once a minute under this load)."""
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE booking_seat")
+        cursor.execute("VACUUM ANALYZE booking_seatevent")
+        cursor.execute("CHECKPOINT")
+
+
 def seat_map_timing(port: int, event_id: int, tries: int = 5) -> dict:
     server_ms, client_ms, size = [], [], 0
     for _ in range(tries):
@@ -468,9 +479,6 @@ def run(options: Options) -> dict:
     sweep_event, _ = create_event("expired holds", options.sweep_holds)
     make_expired_holds(sweep_event)
     clients = make_users(options.clients)
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE booking_seat")
-        cursor.execute("VACUUM ANALYZE booking_seatevent")
     log(
         f"created {options.seats} + {options.seats + 2} + {options.contended_seats} + {options.map_seats}"
         f" + {options.sweep_holds} seats and {options.clients} users in {time.perf_counter() - started:.1f}s"
@@ -491,6 +499,7 @@ def run(options: Options) -> dict:
     # The production server under load.
     server = start_server(command, env, workdir / "server.log")
     try:
+        settle_database()
         log(
             f"server: {command} (port {server.port}); {options.clients} clients, {options.warmup}s warm-up + {options.duration}s"
         )
@@ -522,7 +531,8 @@ def run(options: Options) -> dict:
     finally:
         server.stop()
 
-    # The database's own rate for the same statements.
+    # The database's own rate for the same statements, from the same start.
+    settle_database()
     report["pgbench"] = pgreplay.run_pgbench(
         script,
         workdir=workdir,
@@ -538,9 +548,7 @@ def run(options: Options) -> dict:
     log(f"pgbench {report['pgbench']['tps']} bookings/s")
 
     # The sweep on its own: not behind the autovacuum of pgbench's 30 s of writes.
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE booking_seat")
-        cursor.execute("VACUUM ANALYZE booking_seatevent")
+    settle_database()
     report["load_before_sweep"] = load_average()
     report["sweep"] = sweep_timing(workdir)
     log(f"sweep released {report['sweep']['released']} holds in {report['sweep']['seconds']}s")
