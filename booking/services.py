@@ -9,6 +9,7 @@ They raise :mod:`booking.errors` and know nothing of HTTP.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import Count, F, OuterRef, Subquery
 from django.db.models.functions import Now
 
@@ -94,6 +103,12 @@ def _detail(error: type[BookingError], seats: list[int]) -> str:
     return f"{error.default_detail} Seat{'s' if len(seats) > 1 else ''}: {listed}."
 
 
+@functools.cache
+def _on_postgresql() -> bool:
+    """The database is PostgreSQL (asked once: each ``connection.vendor`` is a lookup)."""
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
 @contextmanager
 def _write_transaction(*, piggyback: bool = False) -> Iterator[None]:
     """A transaction whose lock waits and lock failures surface as :class:`Busy`.
@@ -105,7 +120,7 @@ def _write_transaction(*, piggyback: bool = False) -> Iterator[None]:
     (:func:`booking.pg.transaction`): no round trip of their own.
     """
     try:
-        if piggyback and connection.vendor == "postgresql":
+        if piggyback and _on_postgresql():
             with pg.transaction():
                 yield
         else:
@@ -187,7 +202,7 @@ def _lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tu
     ids = sorted(set(seat_ids))
     if not ids:
         raise InvalidRequest("No seat ids given.")
-    if connection.vendor == "postgresql":
+    if _on_postgresql():
         id_array = _pg_array(ids)
         if holder is None:
             seat_rows, clock = pg.run([(_PG_LOCK_ROWS, [id_array]), (_PG_CLOCK_SQL, ())])
@@ -258,7 +273,7 @@ def _write_seats(updates: list[tuple[list[int], dict[str, Any]]], audit: list[Au
     one writing the audit rows too); elsewhere the ORM, one query each.
     """
     updates = [(ids, values) for ids, values in updates if ids]
-    if connection.vendor != "postgresql":
+    if not _on_postgresql():
         for ids, values in updates:
             Seat.objects.filter(pk__in=ids).update(**values, version=F("version") + 1)
         if audit:

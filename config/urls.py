@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path
 
+# The API first: its requests are the many, and Django tries the patterns in order.
 urlpatterns = [
-    path("admin/", admin.site.urls),
     path("api/", include("booking.api.urls")),
+    path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("booking.pages")),
 ]
