@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +42,11 @@ class Connection:
             self._writer.close()
         self._reader = self._writer = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, headers: bool = True
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request; the response's status, headers (lower-case names; ``{}`` unless
+        ``headers``: parsing them is most of this client's work per request) and body."""
         for attempt in (1, 2):
             if self._writer is None:
                 await self._open()
@@ -50,7 +55,7 @@ class Connection:
                 head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             try:
                 self._writer.write(head.encode() + b"\r\n" + body)
-                return await self._read_response()
+                return await self._read_response(headers)
             except (ConnectionError, asyncio.IncompleteReadError, HttpError):
                 # A keep-alive connection the server closed between requests: retry once on a new one.
                 self.close()
@@ -58,20 +63,17 @@ class Connection:
                     raise
         raise AssertionError("unreachable")
 
-    async def _read_response(self) -> tuple[int, dict[str, str], bytes]:
+    async def _read_response(self, want_headers: bool) -> tuple[int, dict[str, str], bytes]:
         raw = await self._reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
+        status_line, _, head = raw.partition(b"\r\n")
+        parts = status_line.split(b" ", 2)
         if len(parts) < 2 or not parts[1].isdigit():
-            raise HttpError(f"bad status line {lines[0]!r}")
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                name, value = line.split(":", 1)
-                headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            body = await self._reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            raise HttpError(f"bad status line {status_line!r}")
+        head = head.lower()
+        length = _CONTENT_LENGTH.search(head)
+        if length is not None:
+            body = await self._reader.readexactly(int(length.group(1)))
+        elif _CHUNKED.search(head):
             chunks = []
             while True:
                 size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
@@ -82,9 +84,24 @@ class Connection:
         else:
             body = await self._reader.read()
             self.close()
-        if headers.get("connection", "").lower() == "close":
+        if _CLOSE.search(head):
             self.close()
+        headers = _parse_headers(raw) if want_headers else {}
         return int(parts[1]), headers, body
+
+
+_CONTENT_LENGTH = re.compile(rb"(?:^|\r\n)content-length:\s*(\d+)")
+_CHUNKED = re.compile(rb"(?:^|\r\n)transfer-encoding:[^\r]*chunked")
+_CLOSE = re.compile(rb"(?:^|\r\n)connection:\s*close")
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    headers = {}
+    for line in raw.decode("latin-1").split("\r\n")[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    return headers
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -155,7 +172,7 @@ async def _book_own_seats(
                 break
             body = b'{"seatId": %d}' % seat
             t0 = time.perf_counter()
-            status, _, answer = await conn.request("POST", "/api/lock", body)
+            status, _, answer = await conn.request("POST", "/api/lock", body, headers=False)
             t1 = time.perf_counter()
             measured = t0 >= measure_from
             if measured:
@@ -164,7 +181,7 @@ async def _book_own_seats(
             if status != 200:
                 errors.append(f"lock {seat}: {status} {answer[:200]!r}")
                 continue
-            status, _, answer = await conn.request("POST", "/api/confirm", body)
+            status, _, answer = await conn.request("POST", "/api/confirm", body, headers=False)
             t2 = time.perf_counter()
             if measured:
                 confirm.latencies_ms.append((t2 - t1) * 1000)
@@ -188,7 +205,7 @@ async def _fight_for_seats(host: str, port: int, holder: str, token: str, remain
             seat = rng.choice(tuple(remaining))
             body = b'{"seatId": %d}' % seat
             t0 = time.perf_counter()
-            status, _, answer = await conn.request("POST", "/api/lock", body)
+            status, _, answer = await conn.request("POST", "/api/lock", body, headers=False)
             t1 = time.perf_counter()
             lock.latencies_ms.append((t1 - t0) * 1000)
             lock.statuses[status] += 1
@@ -203,7 +220,7 @@ async def _fight_for_seats(host: str, port: int, holder: str, token: str, remain
             if status != 200:
                 errors.append(f"lock {seat}: {status} {answer[:200]!r}")
                 continue
-            status, _, answer = await conn.request("POST", "/api/confirm", body)
+            status, _, answer = await conn.request("POST", "/api/confirm", body, headers=False)
             confirm.latencies_ms.append((time.perf_counter() - t1) * 1000)
             confirm.statuses[status] += 1
             if status == 200:
