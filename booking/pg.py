@@ -65,7 +65,13 @@ _prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def use_prepared_statements() -> bool:
-    return getattr(settings, "DATABASE_PREPARED_STATEMENTS", True)
+    """Prepared statements pay off on a connection that outlives its request (persistent, or
+    pooled); a connection per request (CONN_MAX_AGE=0, the ASGI server's) would prepare them
+    for a single use."""
+    if not getattr(settings, "DATABASE_PREPARED_STATEMENTS", True):
+        return False
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    return database.get("CONN_MAX_AGE", 0) != 0 or bool(database.get("OPTIONS", {}).get("pool"))
 
 
 class _State:

@@ -63,3 +63,29 @@ def test_the_hot_path_runs_on_generic_plans_and_other_queries_keep_custom_ones(a
     for name in ("booking_lock_rows", "booking_holder_holds", "booking_write_seats"):
         generic, custom = plans[name]
         assert generic >= 8 and custom == 0, (name, plans[name])
+
+
+def test_a_connection_per_request_prepares_nothing(alice, seat_ids, monkeypatch):
+    """CONN_MAX_AGE=0 (the ASGI server's setting): preparing would cost more than it saves.
+    (The session itself ends with each request, so the preparing step is watched.)"""
+    from django.db import connections
+
+    from booking import pg
+
+    prepared_sessions = []
+    prepare = pg._prepare_session
+
+    def watched(raw, cursor):
+        prepared_sessions.append(raw)
+        prepare(raw, cursor)
+
+    monkeypatch.setattr(pg, "_prepare_session", watched)
+    connection.close()
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert len(prepared_sessions) == 1  # a persistent connection: prepared once
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    connection.close()
+    assert post(alice, "/api/confirm", {"seatId": seat_ids[0]}).status_code == 200
+    assert post(alice, "/api/lock", {"seatId": seat_ids[1]}).status_code == 200
+    assert len(prepared_sessions) == 1
+    assert Seat.objects.get(pk=seat_ids[0]).booked_by == "alice"
