@@ -87,3 +87,30 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         "seat_map_server_ms",
         "contended_sold_once",
     }
+
+
+def test_a_booking_served_on_a_new_connection_is_replayed_without_the_connections_setup():
+    """A server whose measured booking lands on a connection opened for it sends that connection's
+    setup too (Django's time zone, the PREPARE message): pgbench prepares once per client, and
+    replays the booking's own statements."""
+    from booking.benchmark import pgreplay
+
+    prepare = "PREPARE booking_lock_rows(bigint[]) AS SELECT 1;PREPARE booking_write_seats(bigint[]) AS SELECT 2"
+    warm_up = [prepare, "BEGIN;EXECUTE booking_lock_rows('{5}')", "EXECUTE booking_write_seats('{5}');COMMIT"]
+    measured = [
+        "SELECT set_config('TimeZone', 'UTC', false)",
+        prepare,
+        "EXECUTE booking_token_user('k')",
+        "BEGIN;EXECUTE booking_lock_rows('{6}')",
+        "EXECUTE booking_write_seats('{6}');COMMIT",
+        "BEGIN;EXECUTE booking_lock_rows('{6}')",
+        "EXECUTE booking_write_seats('{6}');COMMIT",
+    ]
+    prepared = pgreplay.prepare_statements(warm_up + measured)
+    lock, confirm = pgreplay.split_booking(pgreplay.without_session_setup(measured))
+    assert prepared == [prepare]
+    assert lock == measured[2:5] and confirm == measured[5:]
+    script = pgreplay.to_pgbench_script(lock, confirm, seat_id=6, holder="h", prepare=prepared)
+    assert script.count("PREPARE booking_lock_rows") == 1
+    assert script.index("\\if :n = 1") < script.index("PREPARE") < script.index("\\endif")
+    assert script.count("'{:seat}'") == 4

@@ -99,8 +99,20 @@ def log_size(log_file: Path) -> int:
 
 
 def prepare_statements(statements: list[str]) -> list[str]:
-    """The messages among ``statements`` that prepare statements (SQL ``PREPARE``) for the session."""
-    return [sql for sql in statements if sql.lstrip().upper().startswith("PREPARE ")]
+    """The messages among ``statements`` that prepare statements (SQL ``PREPARE``) for the session,
+    each once."""
+    return list(dict.fromkeys(sql for sql in statements if sql.lstrip().upper().startswith("PREPARE ")))
+
+
+def without_session_setup(statements: list[str]) -> list[str]:
+    """``statements`` without what a new connection sends once (its PREPARE message, Django's
+    time zone setting): a booking served on a connection opened for it sends those too, but they
+    are the connection's, not the booking's."""
+    return [
+        sql
+        for sql in statements
+        if not sql.lstrip().upper().startswith("PREPARE ") and not sql.startswith("SELECT set_config('TimeZone'")
+    ]
 
 
 def split_booking(statements: list[str]) -> tuple[list[str], list[str]]:

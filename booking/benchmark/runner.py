@@ -301,8 +301,8 @@ def capture_booking_sql(
         )
     finally:
         server.stop()
-    prepare = pgreplay.prepare_statements(session)
-    lock, confirm = pgreplay.split_booking(statements)
+    prepare = pgreplay.prepare_statements(session + statements)
+    lock, confirm = pgreplay.split_booking(pgreplay.without_session_setup(statements))
     script = pgreplay.to_pgbench_script(lock, confirm, seat_id=seat_ids[1], holder=holder, prepare=prepare)
     return script, {
         "log_file": str(log_file),
