@@ -98,29 +98,36 @@ def test_over_the_rate_is_429_throttled_with_retry_after(alice, anonymous, seat_
 # --- The token cache: a token's user is kept for BOOKING_TOKEN_CACHE_SECONDS per process ---
 
 
-def _token_client(user) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
-    return client
-
-
 def _lock(client, seat_id):
     return post(client, "/api/lock", {"seatId": seat_id})
 
 
+def _known_caller(make_user, settings, name: str, *, cache_seconds: float):
+    """A user and an API client with its token, this process keeping a token's user ``cache_seconds``."""
+    settings.BOOKING_TOKEN_CACHE_SECONDS = cache_seconds
+    user = make_user(name)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {user.auth_token.key}")
+    return user, client
+
+
+def _delete_token_elsewhere(user) -> None:
+    """Delete the user's token as another process would: no signal reaches this one."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+
+
 def test_a_token_deleted_in_this_process_stops_working_at_once(make_user, seat_ids, settings):
-    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
-    user = make_user("dora")
-    client = _token_client(user)
+    user, client = _known_caller(make_user, settings, "dora", cache_seconds=60)
     assert _lock(client, seat_ids[0]).status_code == 200  # the token's user is now kept
     user.auth_token.delete()
     assert_error(_lock(client, seat_ids[1]), 401, "not_authenticated")
 
 
 def test_a_user_deactivated_in_this_process_is_refused_at_once(make_user, seat_ids, settings):
-    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
-    user = make_user("emil")
-    client = _token_client(user)
+    user, client = _known_caller(make_user, settings, "emil", cache_seconds=60)
     assert _lock(client, seat_ids[0]).status_code == 200
     user.is_active = False
     user.save()
@@ -130,41 +137,29 @@ def test_a_user_deactivated_in_this_process_is_refused_at_once(make_user, seat_i
 def test_a_right_granted_in_this_process_applies_at_once(make_user, seat_ids, settings):
     from django.contrib.auth.models import Permission
 
-    settings.BOOKING_TOKEN_CACHE_SECONDS = 60
-    user = make_user("fred")
-    client = _token_client(user)
+    user, client = _known_caller(make_user, settings, "fred", cache_seconds=60)
     assert_error(post(client, "/api/lock", {"seatId": seat_ids[0], "userId": "walk-in"}), 403, "forbidden")
     user.user_permissions.add(Permission.objects.get(codename="hold_for_others"))
     assert post(client, "/api/lock", {"seatId": seat_ids[0], "userId": "walk-in"}).status_code == 200
 
 
 def test_a_token_revoked_by_another_process_works_at_most_the_cache_time(make_user, seat_ids, settings):
-    """Another app server's admin deletes the token (no signal reaches this process): this
-    process keeps authenticating it until its entry is BOOKING_TOKEN_CACHE_SECONDS old."""
+    """This process keeps authenticating a token deleted elsewhere until its entry is
+    BOOKING_TOKEN_CACHE_SECONDS old."""
     import time
 
-    from django.db import connection
-
-    settings.BOOKING_TOKEN_CACHE_SECONDS = 0.5
-    user = make_user("gina")
-    client = _token_client(user)
+    user, client = _known_caller(make_user, settings, "gina", cache_seconds=0.5)
     assert _lock(client, seat_ids[0]).status_code == 200
-    with connection.cursor() as cursor:  # as another process would: no signal here
-        cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+    _delete_token_elsewhere(user)
     assert _lock(client, seat_ids[1]).status_code == 200  # still kept, as documented
     time.sleep(0.6)
     assert_error(_lock(client, seat_ids[2]), 401, "not_authenticated")
 
 
 def test_without_the_cache_every_request_asks_the_database(make_user, seat_ids, settings):
-    from django.db import connection
-
-    settings.BOOKING_TOKEN_CACHE_SECONDS = 0
-    user = make_user("hugo")
-    client = _token_client(user)
+    user, client = _known_caller(make_user, settings, "hugo", cache_seconds=0)
     assert _lock(client, seat_ids[0]).status_code == 200
-    with connection.cursor() as cursor:
-        cursor.execute("DELETE FROM authtoken_token WHERE user_id = %s", [user.pk])
+    _delete_token_elsewhere(user)
     assert_error(_lock(client, seat_ids[1]), 401, "not_authenticated")
 
 
