@@ -54,12 +54,19 @@ class Prepared:
         self.sql = " ".join(sql.split())
         self.prepare_sql = " ".join(f"PREPARE {name}({', '.join(types)}) AS {numbered.replace('%%', '%')}".split())
         self.execute_sql = f"EXECUTE {name}({', '.join(['%s'] * len(types))})" if types else f"EXECUTE {name}"
-        _statements.append(self)
+        with _registry_lock:
+            known = next((statement for statement in _statements if statement.name == name), None)
+            if known is None:
+                _statements.append(self)
+            elif known.prepare_sql != self.prepare_sql:
+                raise ValueError(f"two different statements named {name}")
 
 
 Step = Sequence[tuple["Prepared | str", Sequence[Any]]]
 
+#: Every statement a session prepares, each name once (a second PREPARE of a name fails).
 _statements: list[Prepared] = []
+_registry_lock = threading.Lock()
 #: How many of the statements (the first n) each psycopg connection's session has prepared.
 _prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 

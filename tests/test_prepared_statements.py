@@ -1,6 +1,9 @@
 """On PostgreSQL the API's hot path runs prepared statements (booking/pg.py): prepared once
 per connection, kept across rolled-back requests, and optional (DATABASE_PREPARED_STATEMENTS)."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from django.db import connection
 
@@ -89,3 +92,29 @@ def test_a_connection_per_request_prepares_nothing(alice, seat_ids, monkeypatch)
     assert post(alice, "/api/lock", {"seatId": seat_ids[1]}).status_code == 200
     assert len(prepared_sessions) == 1
     assert Seat.objects.get(pk=seat_ids[0]).booked_by == "alice"
+
+
+def test_a_statement_registered_twice_is_prepared_once(alice, seat_ids, monkeypatch):
+    """The token lookup's statement is made on a process's first requests, which may come on
+    several threads at once: a name prepared twice would fail every new connection."""
+    from booking import pg
+    from booking.api import authentication
+
+    before = list(pg._statements)
+    monkeypatch.setattr(authentication, "_statement", None)
+    barrier = threading.Barrier(8)
+
+    def first_request_of_a_thread():
+        barrier.wait()
+        return authentication._user_query()
+
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda _: first_request_of_a_thread(), range(8)))
+    assert len({id(statement) for statement in made}) == 1
+    assert [s.name for s in pg._statements] == [s.name for s in before]
+    twin = pg.Prepared("booking_token_user", made[0][1].sql, ["varchar"])  # the same again: no-op
+    assert [s.name for s in pg._statements].count("booking_token_user") == 1 and twin.name == "booking_token_user"
+    with pytest.raises(ValueError):
+        pg.Prepared("booking_token_user", "SELECT %s::int", ["int"])
+    connection.close()
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200

@@ -35,24 +35,34 @@ TOKEN_CACHE_SIZE = 10_000
 _statement: tuple[str, pg.Prepared | None, list[str]] | None = None
 
 
+_statement_lock = threading.Lock()
+
+
 def _user_query() -> tuple[str, pg.Prepared | None, list[str]]:
     """The lookup's SQL, its prepared form for PostgreSQL, and the user fields it returns."""
     global _statement
-    if _statement is None:
-        user_model = get_user_model()
-        fields = user_model._meta.concrete_fields
-        qn = connection.ops.quote_name
-        columns = ", ".join(f"u.{qn(field.column)}" for field in fields)
-        sql = (
-            f"SELECT {columns} FROM {qn(Token._meta.db_table)} AS t"
-            f" JOIN {qn(user_model._meta.db_table)} AS u ON u.{qn(user_model._meta.pk.column)} = t.{qn('user_id')}"
-            f" WHERE t.{qn('key')} = %s"
-        )
-        prepared = None
-        if connection.vendor == "postgresql":
-            prepared = pg.Prepared("booking_token_user", sql.replace("= %s", "= %s::varchar"), ["varchar"])
-        _statement = (sql, prepared, [field.attname for field in fields])
+    if _statement is not None:
+        return _statement
+    with _statement_lock:  # the first requests of a process arrive on several threads at once
+        if _statement is None:
+            _statement = _build_user_query()
     return _statement
+
+
+def _build_user_query() -> tuple[str, pg.Prepared | None, list[str]]:
+    user_model = get_user_model()
+    fields = user_model._meta.concrete_fields
+    qn = connection.ops.quote_name
+    columns = ", ".join(f"u.{qn(field.column)}" for field in fields)
+    sql = (
+        f"SELECT {columns} FROM {qn(Token._meta.db_table)} AS t"
+        f" JOIN {qn(user_model._meta.db_table)} AS u ON u.{qn(user_model._meta.pk.column)} = t.{qn('user_id')}"
+        f" WHERE t.{qn('key')} = %s"
+    )
+    prepared = None
+    if connection.vendor == "postgresql":
+        prepared = pg.Prepared("booking_token_user", sql.replace("= %s", "= %s::varchar"), ["varchar"])
+    return sql, prepared, [field.attname for field in fields]
 
 
 class _TokenCache:
