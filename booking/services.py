@@ -644,7 +644,7 @@ def _expired_holds(*, event_id: int | None = None, seat_ids: Sequence[int] | Non
 
 def _release_batches(*, event_id: int | None, seat_ids: Sequence[int] | None, batch: int) -> int:
     """Release batch after batch, each its own transaction, until one comes back short."""
-    release_batch = _release_batch_postgresql if connection.vendor == "postgresql" else _release_batch_generic
+    release_batch = _release_batch_postgresql if _on_postgresql() else _release_batch_generic
     total = 0
     while True:
         with _write_transaction():
@@ -696,7 +696,7 @@ def holds_release_expired(
     """
     batch = batch_size or conf.sweep_batch()
     kwargs = {"event_id": event_id, "seat_ids": seat_ids, "batch": batch}
-    if workers <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+    if workers <= 1 or not _on_postgresql() or connection.in_atomic_block:
         return _release_batches(**kwargs)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sweep") as pool:
         futures = [pool.submit(_release_batches_in_thread, **kwargs) for _ in range(workers)]

@@ -98,21 +98,21 @@ def log_size(log_file: Path) -> int:
         raise CaptureUnavailable(f"cannot read the PostgreSQL log {log_file}: {exc}") from exc
 
 
+def _prepares(sql: str) -> bool:
+    return sql.lstrip().upper().startswith("PREPARE ")
+
+
 def prepare_statements(statements: list[str]) -> list[str]:
     """The messages among ``statements`` that prepare statements (SQL ``PREPARE``) for the session,
     each once."""
-    return list(dict.fromkeys(sql for sql in statements if sql.lstrip().upper().startswith("PREPARE ")))
+    return list(dict.fromkeys(sql for sql in statements if _prepares(sql)))
 
 
 def without_session_setup(statements: list[str]) -> list[str]:
     """``statements`` without what a new connection sends once (its PREPARE message, Django's
     time zone setting): a booking served on a connection opened for it sends those too, but they
     are the connection's, not the booking's."""
-    return [
-        sql
-        for sql in statements
-        if not sql.lstrip().upper().startswith("PREPARE ") and not sql.startswith("SELECT set_config('TimeZone'")
-    ]
+    return [sql for sql in statements if not _prepares(sql) and not sql.startswith("SELECT set_config('TimeZone'")]
 
 
 def split_booking(statements: list[str]) -> tuple[list[str], list[str]]:
@@ -203,7 +203,7 @@ def run_pgbench(
     path = workdir / "booking.pgbench.sql"
     path.write_text(script)
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin"}
-    # The session settings the service's connections start with (lock_timeout, plan_cache_mode).
+    # The session settings the service's connections start with (lock_timeout).
     if settings.get("OPTIONS", {}).get("options"):
         env["PGOPTIONS"] = settings["OPTIONS"]["options"]
     if settings.get("PASSWORD"):
