@@ -56,6 +56,14 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         assert set(bookings[op]["statuses"]) == {"200"}, bookings[op]
     assert bookings["booked_in_database"] == bookings["confirmed_200_total"]
     assert bookings["client_cpu_seconds"] > 0
+    per_client = bookings["per_client"]  # every client measured, each mean within the run's range
+    assert per_client["clients"] == 4 and len(per_client["mean_ms_all"]) == 4
+    assert (
+        0
+        < per_client["mean_ms_min"]
+        <= per_client["mean_ms_max"]
+        <= max(bookings["lock"]["max_ms"], bookings["confirm"]["max_ms"])
+    )
 
     capture = report["capture"]
     # What the server's connection prepared once (pgbench's clients prepare it too), then per

@@ -141,6 +141,8 @@ class RunResult:
     client_cpu_seconds: float
     errors: list[str] = field(default_factory=list)
     sold: list[tuple[str, int]] = field(default_factory=list)  # (holder, seat) per confirm answered 200
+    # Each client's measured latencies (lock and confirm): how evenly the server served its connections.
+    per_client_ms: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict:
         return {
@@ -151,8 +153,23 @@ class RunResult:
             "confirm": self.confirm.summary(),
             "client_cpu_seconds": round(self.client_cpu_seconds, 3),
             "client_cpu_share_of_one_core": round(self.client_cpu_seconds / self.seconds, 3) if self.seconds else 0.0,
+            "per_client": per_client_summary(self.per_client_ms),
             "errors": self.errors[:10],
         }
+
+
+def per_client_summary(per_client_ms: dict[str, list[float]]) -> dict:
+    """The spread of the clients' mean latencies: a server whose processes took unequal shares
+    of the keep-alive connections serves the clients of its busier process more slowly."""
+    means = sorted(sum(values) / len(values) for values in per_client_ms.values() if values)
+    if not means:
+        return {"clients": 0, "mean_ms_min": None, "mean_ms_max": None, "mean_ms_all": []}
+    return {
+        "clients": len(means),
+        "mean_ms_min": _round(means[0]),
+        "mean_ms_max": _round(means[-1]),
+        "mean_ms_all": [_round(m) for m in means],
+    }
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -166,6 +183,7 @@ async def _book_own_seats(
     """One client: lock then confirm its own seats one by one, until ``end``."""
     conn = Connection(host, port, _headers(token))
     lock, confirm, errors = out["lock"], out["confirm"], out["errors"]
+    mine = out["per_client"].setdefault(holder, [])
     try:
         for seat in seats:
             if time.perf_counter() >= end:
@@ -178,6 +196,7 @@ async def _book_own_seats(
             if measured:
                 lock.latencies_ms.append((t1 - t0) * 1000)
                 lock.statuses[status] += 1
+                mine.append((t1 - t0) * 1000)
             if status != 200:
                 errors.append(f"lock {seat}: {status} {answer[:200]!r}")
                 continue
@@ -186,6 +205,7 @@ async def _book_own_seats(
             if measured:
                 confirm.latencies_ms.append((t2 - t1) * 1000)
                 confirm.statuses[status] += 1
+                mine.append((t2 - t1) * 1000)
             if status == 200:
                 out["sold"].append((holder, seat))
                 if measured:
@@ -234,7 +254,7 @@ async def _fight_for_seats(host: str, port: int, holder: str, token: str, remain
 
 
 def _new_out() -> dict:
-    return {"lock": OpStats(), "confirm": OpStats(), "errors": [], "sold": [], "bookings": 0}
+    return {"lock": OpStats(), "confirm": OpStats(), "errors": [], "sold": [], "bookings": 0, "per_client": {}}
 
 
 def _run(coroutine_factory) -> RunResult:
@@ -251,6 +271,7 @@ def _run(coroutine_factory) -> RunResult:
         client_cpu_seconds=cpu,
         errors=out["errors"],
         sold=out["sold"],
+        per_client_ms=out["per_client"],
     )
 
 
