@@ -598,8 +598,8 @@ def format_report(report: dict) -> str:
         f"bookings/s          {b['bookings_per_second']:>9}   ({b['bookings']} bookings in {b['seconds']}s)",
         f"lock    p50 / p99   {b['lock']['p50_ms']} / {b['lock']['p99_ms']} ms   statuses {b['lock']['statuses']}",
         f"confirm p50 / p99   {b['confirm']['p50_ms']} / {b['confirm']['p99_ms']} ms   statuses {b['confirm']['statuses']}",
-        f"per-client mean     {b['per_client']['mean_ms_min']} to {b['per_client']['mean_ms_max']} ms of lock and "
-        "confirm (a wide spread: the server's processes took unequal shares of the connections)",
+        f"per-client mean     {b['per_client']['mean_ms_min']} to {b['per_client']['mean_ms_max']} ms (each client's"
+        " lock and confirm; apart when the server's processes took unequal shares of the connections)",
         f"load client CPU     {b['client_cpu_seconds']}s = {b['client_cpu_share_of_one_core']:.0%} of one core",
         f"pgbench replay      {p['tps']:>9} bookings/s ({report['capture']['lock_statements']} + "
         f"{report['capture']['confirm_statements']} statements captured from the PostgreSQL log, "
