@@ -15,7 +15,7 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 from booking import services
-from booking.models import Seat, SeatEvent
+from booking.models import Event, Seat, SeatEvent
 
 from .conftest import api_client_for
 from .helpers import expire_hold, post
@@ -177,6 +177,43 @@ def test_a_request_waits_at_most_the_lock_timeout_then_gets_503_busy(make_user, 
     assert timeout - 0.5 <= waited <= timeout + 1.0
     assert Seat.objects.get(pk=seat_ids[0]).status == "available"
     assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200  # and afterwards it works
+
+
+@pytest.mark.postgres
+def test_bookings_never_wait_for_their_events_row(make_user, event, seat_ids, settings):
+    """A sale's bookings all name one event: none of them locks its row (an audit row's foreign
+    key to it would, at every commit). Another transaction holds that row for longer than the
+    lock timeout, and lock, confirm and unlock still answer at once."""
+    alice = api_client_for(make_user("alice"))
+    hold_for = settings.BOOKING_LOCK_TIMEOUT_MS / 1000 + 1.5
+
+    def hold_the_event_row():
+        with transaction.atomic():
+            list(Event.objects.select_for_update().filter(pk=event.pk))
+            time.sleep(hold_for)
+
+    def book_meanwhile():
+        time.sleep(0.3)
+        answers = []
+        for path, seat in [
+            ("/api/lock", seat_ids[0]),
+            ("/api/confirm", seat_ids[0]),
+            ("/api/lock", seat_ids[1]),
+            ("/api/unlock", seat_ids[1]),
+        ]:
+            started = time.monotonic()
+            response = post(alice, path, {"seatId": seat})
+            answers.append((path, response.status_code, time.monotonic() - started))
+        return answers
+
+    _, answers = race([hold_the_event_row, book_meanwhile])
+    assert [status for _, status, _ in answers] == [200, 200, 200, 200], answers
+    assert all(seconds < 1.0 for _, _, seconds in answers), answers
+    assert Seat.objects.get(pk=seat_ids[0]).booked_by == "alice"
+    assert list(SeatEvent.objects.filter(seat_id=seat_ids[0]).order_by("id").values_list("action", "event_id")) == [
+        ("locked", event.pk),
+        ("booked", event.pk),
+    ]
 
 
 @pytest.mark.postgres
