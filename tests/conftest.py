@@ -134,3 +134,25 @@ def box_office(make_user):
 @pytest.fixture
 def anonymous():
     return APIClient()
+
+
+@pytest.fixture
+def in_process_app(db):
+    """The WSGI application (config/wsgi.py: the write routes' hot path in front of Django) on the
+    test database.
+
+    As Django's test client does, a request does not close the database
+    connection at its end: it is the test's, with the test's data in it.
+    """
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    from config.wsgi import application
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield application
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

@@ -33,27 +33,6 @@ OPERATIONS = [
 
 
 @pytest.fixture
-def in_process_app(db):
-    """The WSGI application on the test database.
-
-    As Django's test client does, a request does not close the database
-    connection at its end: it is the test's, with the test's data in it.
-    """
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
-    from config.wsgi import application
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield application
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-
-
-@pytest.fixture
 def fuzz_token(make_user, make_event):
     """A user with a token, and seats with small ids so that fuzzed ids sometimes hit real seats."""
     make_event(rows=("A", "B"), seats_per_row=10)

@@ -1,5 +1,7 @@
 """One exception handler: every API error has the spec's shape ``{code, detail, seats?}``."""
 
+from typing import NamedTuple
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
@@ -42,14 +44,23 @@ def _flatten(detail, prefix: str = "") -> list[str]:
     return [f"{prefix}{detail}"]
 
 
-def api_exception_handler(exc, context):
+class ApiError(NamedTuple):
+    """An error's answer: status, the spec's body, and extra headers."""
+
+    status: int
+    body: dict
+    headers: dict[str, str]
+
+
+def describe_error(exc) -> ApiError | None:
+    """The answer to an exception raised while serving an API request; None for one that is
+    not an API error (a bug: Django's handler answers 500). DRF's exception handler and the
+    write routes' hot path (booking/api/hot_path.py) both answer through this."""
     if isinstance(exc, BookingError):
-        response = Response(error_body(exc.code, exc.detail, exc.seats), status=exc.status)
-        if isinstance(exc, Busy):
-            response["Retry-After"] = str(exc.retry_after)
-        return response
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else {}
+        return ApiError(exc.status, error_body(exc.code, exc.detail, exc.seats), headers)
     if isinstance(exc, DatabaseError):  # the database is down or a lock wait ran out
-        return api_exception_handler(Busy(), context)
+        return describe_error(Busy())
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -63,12 +74,19 @@ def api_exception_handler(exc, context):
         detail = f"Malformed JSON: {exc.detail}"
     else:
         detail = str(exc.detail)
-    response = Response(error_body(code, detail), status=exc.status_code)
+    headers = {}
     if getattr(exc, "auth_header", None):
-        response["WWW-Authenticate"] = exc.auth_header
+        headers["WWW-Authenticate"] = exc.auth_header
     if getattr(exc, "wait", None):
-        response["Retry-After"] = str(int(exc.wait) + 1)
-    return response
+        headers["Retry-After"] = str(int(exc.wait) + 1)
+    return ApiError(exc.status_code, error_body(code, detail), headers)
+
+
+def api_exception_handler(exc, context):
+    error = describe_error(exc)
+    if error is None:
+        return None
+    return Response(error.body, status=error.status, headers=error.headers or None)
 
 
 def not_found_json(request, exception=None):

@@ -64,15 +64,20 @@ class SeatsWriteView(APIView):
             validated = data.validated_data
         holder = resolve_holder(request.user, validated.get("userId"))
         result = type(self).service(seat_ids=validated["seat_ids"], holder=holder, actor=request.user)
-        body = {"holder": result.holder}
-        if result.lock_expires_at is not None:
-            body["lockExpiresAt"] = result.lock_expires_at
-            body["expiresInSeconds"] = result.expires_in_seconds
-        body["seats"] = result.seats
         # The JSON itself: a DRF Response is a template response rendered once more on the way
         # out (a twentieth of a booking's CPU). The renderer is JSON's in any case: content
         # negotiation has already refused any other Accept (406).
-        return HttpResponse(dumps(body), content_type="application/json")
+        return HttpResponse(dumps(seats_result_body(result)), content_type="application/json")
+
+
+def seats_result_body(result: services.SeatsResult) -> dict:
+    """A lock's, confirm's or unlock's answer (also the hot path's, booking/api/hot_path.py)."""
+    body = {"holder": result.holder}
+    if result.lock_expires_at is not None:
+        body["lockExpiresAt"] = result.lock_expires_at
+        body["expiresInSeconds"] = result.expires_in_seconds
+    body["seats"] = result.seats
+    return body
 
 
 def _write_schema(summary: str, description: str, conflicts: dict[str, str]):
