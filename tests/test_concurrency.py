@@ -7,6 +7,7 @@ shows the race is real: without the row lock, it double-books.
 
 import random
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -18,7 +19,7 @@ from booking import services
 from booking.models import Event, Seat, SeatEvent
 
 from .conftest import api_client_for
-from .helpers import expire_hold, post
+from .helpers import expire_hold, post, wsgi_post
 from .racing import race, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,6 +58,30 @@ def test_thirty_callers_race_to_confirm_and_book_one_seat_once(clients, seat_ids
     assert row.status == "booked"
     assert SeatEvent.objects.filter(action="booked").count() == 1
     assert post(box_office, "/api/lock", {"seatId": seat_ids[0], "userId": "x"}).status_code == 409
+
+
+def test_thirty_callers_race_through_the_hot_path_and_one_books(make_user, seat_ids):
+    """The production WSGI application, whose hot path serves these requests itself."""
+    from config.wsgi import application
+
+    tokens = {f"hot{i}": make_user(f"hot{i}").auth_token.key for i in range(30)}
+
+    def book(token):
+        locked = wsgi_post(application, "/api/lock", {"seatId": seat_ids[0]}, token=token)
+        if not locked.status.startswith("200"):
+            return locked
+        return wsgi_post(application, "/api/confirm", {"seatId": seat_ids[0]}, token=token)
+
+    answers = race([lambda t=t: book(t) for t in tokens.values()])
+    assert Counter(a.status[:3] for a in answers) == {"200": 1, "409": 29}
+    assert {a.json()["code"] for a in answers if a.status.startswith("409")} <= {"seat_locked", "seat_booked"}
+    winner = next(a.json()["holder"] for a in answers if a.status.startswith("200"))
+    row = Seat.objects.get(pk=seat_ids[0])
+    assert (row.status, row.booked_by) == ("booked", winner)
+    assert list(SeatEvent.objects.order_by("id").values_list("action", "holder", "actor__username")) == [
+        ("locked", winner, winner),
+        ("booked", winner, winner),
+    ]
 
 
 def test_overlapping_multi_seat_requests_never_deadlock_and_are_all_or_nothing(clients, seat_ids, settings):

@@ -10,7 +10,7 @@ authentication, the same rate limits, the same service, the same JSON, the
 same headers; and it hands every other request to Django untouched.
 
 The plain case, decided from the request itself before anything runs:
-``POST`` to the lock, confirm or unlock route; no query string; an
+``POST`` to the lock, confirm or unlock route; no query string; no cookies; an
 ``Authorization: Token <key>`` header; a JSON body (``application/json``,
 UTF-8) whose length is given; an ``Accept`` that DRF's negotiation answers
 with JSON at once; a host that ``ALLOWED_HOSTS`` admits; HTTPS where
@@ -26,8 +26,9 @@ ones it was written for: the middleware list below, the write views'
 authentication, permission, parser and renderer classes. For each middleware,
 why it has nothing more to do for these requests: Security's redirect is
 ruled out above and its headers are added here by the middleware itself;
-WhiteNoise serves only static paths; the session is never touched (token
-authentication comes first, and succeeds); Common's host check is done above,
+WhiteNoise serves only static paths; without cookies, the session and CSRF
+middleware have nothing to read or renew, and the session is never touched
+(token authentication comes first, and succeeds); Common's host check is done above,
 with Django's own check, and it adds Content-Length; CSRF exempts DRF's views;
 Authentication and messages are lazy and never read; X-Frame-Options' header
 is added here by the middleware itself.
@@ -208,7 +209,8 @@ def wrap(django_application):
         if views is None or environ.get("REQUEST_METHOD") != "POST":
             return django_application(environ, start_response)
         view = views.get(environ.get("PATH_INFO"))
-        if view is None or environ.get("QUERY_STRING"):
+        # Cookies too: the session and CSRF middleware answer a malformed one with a new cookie.
+        if view is None or environ.get("QUERY_STRING") or environ.get("HTTP_COOKIE"):
             return django_application(environ, start_response)
         credentials = environ.get("HTTP_AUTHORIZATION", "").split()
         if len(credentials) != 2 or credentials[0].lower() != "token" or not credentials[1].isascii():
