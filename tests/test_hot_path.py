@@ -272,10 +272,12 @@ def test_off_switch_sends_everything_to_django(both, tokens, seat_ids, settings)
     assert not hot and answer.status == "200 OK"
 
 
-def test_other_middleware_turns_it_off(both, tokens, seat_ids, settings):
+def test_other_middleware_turns_it_off(both, tokens, seat_ids, settings, caplog):
+    caplog.set_level(logging.INFO, logger="booking.api")
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.gzip.GZipMiddleware"]
     answer, _, hot = both("/api/lock", {"seatId": seat_ids[0]}, token=tokens["alice"], seats=seat_ids[:1])
     assert not hot and answer.status == "200 OK"
+    assert "the write routes' hot path is off" in caplog.text
 
 
 def test_the_production_application_is_the_hot_path(in_process_app, dispatched, tokens, seat_ids):
