@@ -18,20 +18,22 @@ with JSON at once; a host that ``ALLOWED_HOSTS`` admits; HTTPS where
 (:func:`~booking.api.serializers.plain_seats_request`). Anything else (a
 session's request, a ``userId``, a malformed body, a token this process
 cannot authenticate) goes to Django, the body put back, and gets exactly the
-answer it got before. Once the service has run, errors are answered here in
-the API's shape by the same mapping as DRF's exception handler.
+answer it got before. Once the caller is authenticated, a rate limit's or a
+rule's error (or a bug's 500) is answered here, in the API's shape, by the
+same mapping as DRF's exception handler (Django's handler for the 500).
 
 It stands aside entirely (every request to Django) unless the settings are the
 ones it was written for: the middleware list below, the write views'
-authentication, permission, parser and renderer classes. For each middleware,
-why it has nothing more to do for these requests: Security's redirect is
-ruled out above and its headers are added here by the middleware itself;
-WhiteNoise serves only static paths; without cookies, the session and CSRF
-middleware have nothing to read or renew, and the session is never touched
-(token authentication comes first, and succeeds); Common's host check is done above,
-with Django's own check, and it adds Content-Length; CSRF exempts DRF's views;
-Authentication and messages are lazy and never read; X-Frame-Options' header
-is added here by the middleware itself.
+authentication, permission, parser, renderer, negotiation and versioning
+classes. For each middleware, why it has nothing more to do for these
+requests: Security's redirect is ruled out above and its headers are added
+here by the middleware itself; WhiteNoise serves only static paths; without
+cookies, the session and CSRF middleware have nothing to read or renew, and
+the session is never touched (token authentication comes first, and
+succeeds); Common's host check is done above, with Django's own check, and it
+adds Content-Length; CSRF exempts DRF's views; Authentication and messages
+are lazy and never read; X-Frame-Options' header is added here by the
+middleware itself.
 
 ``BOOKING_HOT_PATH=false`` turns it off. tests/test_hot_path.py sends the same
 requests both ways and compares status, headers, body, rows and audit rows.
@@ -124,6 +126,7 @@ class _Routes:
                 and list(view.parser_classes) == [FastJSONParser]
                 and list(view.renderer_classes) == [FastJSONRenderer]
                 and view.content_negotiation_class is JSONFirstNegotiation
+                and view.versioning_class is None
             ):
                 logger.info("the write routes' hot path is off: %s is not the view it was written for", view)
                 return None
