@@ -234,6 +234,30 @@ def test_production_headers_and_https_only(both, tokens, seat_ids):
 
 
 @pytest.mark.parametrize(
+    ("case", "secure"),
+    [
+        ({"HTTP_X_FORWARDED_PROTO": "https, http"}, True),
+        ({"HTTP_X_FORWARDED_PROTO": "http"}, False),
+        ({"wsgi.url_scheme": "https"}, True),
+        ({}, False),
+    ],
+)
+def test_https_as_django_sees_it_without_the_redirect(both, tokens, seat_ids, case, secure):
+    """Where plain HTTP is served too, HSTS goes exactly where Django puts it."""
+    with override_settings(**{**PRODUCTION, "SECURE_SSL_REDIRECT": False}):
+        answer, _, hot = both(
+            "/api/lock",
+            {"seatId": seat_ids[0]},
+            token=tokens["alice"],
+            seats=seat_ids[:1],
+            HTTP_HOST="api.example",
+            **case,
+        )
+    assert hot and answer.status == "200 OK"
+    assert ("strict-transport-security" in answer.headers) is secure
+
+
+@pytest.mark.parametrize(
     ("case", "body", "extra", "status"),
     [
         ("acting for another holder", {"seatId": 1, "userId": "bob"}, {}, 403),

@@ -196,11 +196,21 @@ def _forget_routes(**kwargs) -> None:
 setting_changed.connect(_forget_routes)
 
 
+class _SchemeReader:
+    """What Django's ``HttpRequest.scheme`` reads of a request, here of the WSGI environ: so
+    that the request is secure exactly when Django would say so (proxy header and all)."""
+
+    __slots__ = ("META",)
+
+    def __init__(self, environ) -> None:
+        self.META = environ
+
+    def _get_scheme(self) -> str:  # WSGIRequest's
+        return self.META.get("wsgi.url_scheme")
+
+
 def _is_secure(environ) -> bool:
-    proxy_header = settings.SECURE_PROXY_SSL_HEADER
-    if proxy_header:
-        return environ.get(proxy_header[0]) == proxy_header[1]
-    return environ.get("wsgi.url_scheme") == "https"
+    return HttpRequest.scheme.fget(_SchemeReader(environ)) == "https"
 
 
 def wrap(django_application):
