@@ -38,6 +38,7 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
             "--sweep-holds=2000",
             f"--workdir={tmp_path / 'work'}",
             f"--json={report_path}",
+            "--server-env=BOOKING_HOT_PATH=true",
         ],
         cwd=REPO,
         env=child_env(),
@@ -48,6 +49,8 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "bookings/s" in done.stdout and "pgbench replay" in done.stdout
     report = json.loads(report_path.read_text())
+    assert report["server_env"] == {"BOOKING_HOT_PATH": "true"}  # what was measured says so
+    assert "config.wsgi:application BOOKING_HOT_PATH=true" in done.stdout
 
     bookings = report["bookings"]
     assert bookings["bookings"] > 0 and bookings["bookings_per_second"] > 0

@@ -472,6 +472,8 @@ def run(options: Options) -> dict:
         "options": {k: v for k, v in vars(options).items() if k not in ("server_env",)},
         "machine": machine(),
         "server_command": command,
+        # What --server-env added (BOOKING_HOT_PATH=false, …): it changes what is measured.
+        "server_env": dict(options.server_env or {}),
         "load_before": load_average(),
         "workdir": str(workdir),
     }
@@ -605,7 +607,8 @@ def format_report(report: dict) -> str:
         "server, database and load client share the CPUs",
         f"load average (1, 5, 15 min): before {report['load_before']}, after bookings "
         f"{report['load_after_bookings']}, after pgbench {report['load_after_pgbench']}",
-        f"server: {report['server_command']}",
+        f"server: {report['server_command']}"
+        + "".join(f" {name}={value}" for name, value in report.get("server_env", {}).items()),
         f"event of {o['seats']} seats; {o['clients']} clients (one user and token each), "
         f"{o['warmup']}s warm-up + {o['duration']}s measured; each booking = one lock + one confirm",
         "",
