@@ -31,7 +31,8 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
             "benchmark",
             "--seats=2000",
             "--clients=4",
-            "--duration=3",
+            "--duration=4",
+            "--rounds=2",
             "--warmup=1",
             "--contended-seats=30",
             "--map-seats=2000",
@@ -58,7 +59,12 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         assert bookings[op]["p50_ms"] is not None and bookings[op]["p99_ms"] >= bookings[op]["p50_ms"]
         assert set(bookings[op]["statuses"]) == {"200"}, bookings[op]
     assert bookings["booked_in_database"] == bookings["confirmed_200_total"]
-    assert bookings["client_cpu_seconds"] > 0
+    # Two rounds of bookings, each followed by pgbench; the figures are their totals.
+    assert len(bookings["rounds"]) == 2 and all(rate > 0 for rate in bookings["rounds"])
+    assert len(report["pgbench"]["rounds"]) == 2 and all(rate > 0 for rate in report["pgbench"]["rounds"])
+    assert report["pgbench"]["tps"] == round(sum(report["pgbench"]["rounds"]) / 2, 1)
+    assert min(bookings["rounds"]) <= bookings["bookings_per_second"] <= max(bookings["rounds"])
+    assert bookings["client_cpu_seconds"] > 0 and 0 < bookings["client_cpu_share_of_one_core"] < 1
     per_client = bookings["per_client"]  # every client measured, each mean within the run's range
     assert per_client["clients"] == 4 and len(per_client["mean_ms_all"]) == 4
     assert (

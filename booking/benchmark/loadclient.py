@@ -139,6 +139,8 @@ class RunResult:
     lock: OpStats
     confirm: OpStats
     client_cpu_seconds: float
+    # The whole run, warm-up included: the time over which the client spent its CPU.
+    wall_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     sold: list[tuple[str, int]] = field(default_factory=list)  # (holder, seat) per confirm answered 200
     # Each client's measured latencies (lock and confirm): how evenly the server served its connections.
@@ -152,10 +154,30 @@ class RunResult:
             "lock": self.lock.summary(),
             "confirm": self.confirm.summary(),
             "client_cpu_seconds": round(self.client_cpu_seconds, 3),
-            "client_cpu_share_of_one_core": round(self.client_cpu_seconds / self.seconds, 3) if self.seconds else 0.0,
+            "client_cpu_share_of_one_core": (
+                round(self.client_cpu_seconds / self.wall_seconds, 3) if self.wall_seconds else 0.0
+            ),
             "per_client": per_client_summary(self.per_client_ms),
             "errors": self.errors[:10],
         }
+
+
+def merged(results: list[RunResult]) -> RunResult:
+    """Several runs' measurements as one: counts and seconds added up, latencies pooled."""
+    total = RunResult(seconds=0.0, bookings=0, lock=OpStats(), confirm=OpStats(), client_cpu_seconds=0.0)
+    for result in results:
+        total.seconds += result.seconds
+        total.bookings += result.bookings
+        total.client_cpu_seconds += result.client_cpu_seconds
+        total.wall_seconds += result.wall_seconds
+        for mine, theirs in ((total.lock, result.lock), (total.confirm, result.confirm)):
+            mine.latencies_ms += theirs.latencies_ms
+            mine.statuses.update(theirs.statuses)
+        total.errors += result.errors
+        total.sold += result.sold
+        for client, latencies in result.per_client_ms.items():
+            total.per_client_ms.setdefault(client, []).extend(latencies)
+    return total
 
 
 def per_client_summary(per_client_ms: dict[str, list[float]]) -> dict:
@@ -269,6 +291,7 @@ def _run(coroutine_factory) -> RunResult:
         lock=out["lock"],
         confirm=out["confirm"],
         client_cpu_seconds=cpu,
+        wall_seconds=wall,
         errors=out["errors"],
         sold=out["sold"],
         per_client_ms=out["per_client"],

@@ -196,6 +196,7 @@ def run_pgbench(
     first_seat: int,
     seat_count: int,
     pgbench: str = "pgbench",
+    output_name: str = "pgbench.out",
 ) -> dict:
     """Run the script with ``clients`` connections for ``duration`` seconds on the ``seat_count``
     seats from id ``first_seat`` on (contiguous ids); returns tps and counts."""
@@ -228,7 +229,7 @@ def run_pgbench(
     started = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=duration + 120)
     output = done.stdout + done.stderr
-    (workdir / "pgbench.out").write_text(output)
+    (workdir / output_name).write_text(output)
     match = _TPS.search(output)
     if done.returncode != 0 or not match:
         raise RuntimeError(f"pgbench failed ({done.returncode}):\n{output[-3000:]}")

@@ -61,6 +61,9 @@ class Options:
     contended_seats: int = 100
     map_seats: int = 50_000
     sweep_holds: int = 100_000
+    # The bookings and pgbench's replay take turns, each for duration / rounds at a time: the
+    # minutes of a shared machine differ by 10 to 25 %, and each minute then weighs on both.
+    rounds: int = 3
     server_cmd: str | None = None
     server_env: dict[str, str] | None = None
     pg_log: str | None = None
@@ -512,29 +515,69 @@ def run(options: Options) -> dict:
     except pgreplay.CaptureUnavailable as exc:
         raise RuntimeError(f"cannot capture the service's SQL: {exc}") from exc
 
-    # The production server under load.
+    # The production server under load, and the database's own rate for the same statements,
+    # in turns: each round the bookings, then pgbench, each from the same start.
     server = start_server(command, env, workdir / "server.log")
+    rounds, round_seconds = options.rounds, options.duration / options.rounds
+    bookings_runs, pgbench_runs = [], []
+    pg_share = (len(pg_seats) - 2) // rounds
     try:
-        settle_database()
         log(
-            f"server: {command} (port {server.port}); {options.clients} clients, {options.warmup}s warm-up + {options.duration}s"
+            f"server: {command} (port {server.port}); {options.clients} clients; {rounds} rounds of"
+            f" {options.warmup}s warm-up + {round_seconds:g}s bookings, then {round_seconds:g}s pgbench"
         )
-        report["load_during_start"] = load_average()
-        bookings = loadclient.run_bookings(
-            host=HOST,
-            port=server.port,
-            clients=clients,
-            seats=main_seats,
-            duration=options.duration,
-            warmup=options.warmup,
-        )
-        report["load_after_bookings"] = load_average()
+        for n in range(rounds):
+            settle_database()
+            if n == 0:
+                report["load_during_start"] = load_average()
+            bookings_runs.append(
+                loadclient.run_bookings(
+                    host=HOST,
+                    port=server.port,
+                    clients=clients,
+                    seats=main_seats[n * len(main_seats) // rounds : (n + 1) * len(main_seats) // rounds],
+                    duration=round_seconds,
+                    warmup=options.warmup,
+                )
+            )
+            report["load_after_bookings"] = load_average()
+            settle_database()
+            pgbench_runs.append(
+                pgreplay.run_pgbench(
+                    script,
+                    workdir=workdir,
+                    clients=options.clients,
+                    duration=round_seconds,
+                    # Fresh seats each round too, as the bookings' (its own share of its copy).
+                    first_seat=pg_seats[2] + n * pg_share,
+                    seat_count=pg_share,
+                    output_name=f"pgbench-{n + 1}.out",
+                )
+            )
+            report["load_after_pgbench"] = load_average()
+            log(
+                f"round {n + 1}: bookings/s {bookings_runs[-1].summary()['bookings_per_second']},"
+                f" pgbench {pgbench_runs[-1]['tps']}/s"
+            )
+        bookings = loadclient.merged(bookings_runs)
         report["bookings"] = bookings.summary()
-        log(f"bookings/s {report['bookings']['bookings_per_second']}")
+        report["bookings"]["rounds"] = [run.summary()["bookings_per_second"] for run in bookings_runs]
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM booking_seat WHERE event_id = %s AND status = 'booked'", [main_event])
             report["bookings"]["booked_in_database"] = cursor.fetchone()[0]
             report["bookings"]["confirmed_200_total"] = len(bookings.sold)
+        report["pgbench"] = {
+            **pgbench_runs[-1],
+            "tps": round(sum(run["tps"] for run in pgbench_runs) / rounds, 1),  # rounds of equal length
+            "transactions": sum(run["transactions"] or 0 for run in pgbench_runs),
+            "failed": sum(run["failed"] for run in pgbench_runs),
+            "seconds": round(sum(run["seconds"] for run in pgbench_runs), 1),
+            "rounds": [run["tps"] for run in pgbench_runs],
+        }
+        report["pgbench"]["foreign_seats_touched"] = seats_touched_by_pgbench(outside_event=pg_event)
+        if report["pgbench"]["foreign_seats_touched"]:
+            raise RuntimeError(f"pgbench changed {report['pgbench']['foreign_seats_touched']} seats of other events")
+        log(f"bookings/s {report['bookings']['bookings_per_second']}; pgbench {report['pgbench']['tps']} bookings/s")
 
         contended = loadclient.run_contended(
             host=HOST, port=server.port, clients=clients, seats=contended_seats, timeout=max(60.0, options.duration)
@@ -549,23 +592,7 @@ def run(options: Options) -> dict:
     finally:
         server.stop()
 
-    # The database's own rate for the same statements, from the same start.
-    settle_database()
-    report["pgbench"] = pgreplay.run_pgbench(
-        script,
-        workdir=workdir,
-        clients=options.clients,
-        duration=options.duration,
-        first_seat=pg_seats[2],
-        seat_count=len(pg_seats) - 2,
-    )
-    report["pgbench"]["foreign_seats_touched"] = seats_touched_by_pgbench(outside_event=pg_event)
-    if report["pgbench"]["foreign_seats_touched"]:
-        raise RuntimeError(f"pgbench changed {report['pgbench']['foreign_seats_touched']} seats of other events")
-    report["load_after_pgbench"] = load_average()
-    log(f"pgbench {report['pgbench']['tps']} bookings/s")
-
-    # The sweep on its own: not behind the autovacuum of pgbench's 30 s of writes.
+    # The sweep on its own: not behind the autovacuum of the last round's writes.
     settle_database()
     report["load_before_sweep"] = load_average()
     report["sweep"] = sweep_timing(workdir)
@@ -610,17 +637,20 @@ def format_report(report: dict) -> str:
         f"server: {report['server_command']}"
         + "".join(f" {name}={value}" for name, value in report.get("server_env", {}).items()),
         f"event of {o['seats']} seats; {o['clients']} clients (one user and token each), "
-        f"{o['warmup']}s warm-up + {o['duration']}s measured; each booking = one lock + one confirm",
+        f"{o['duration']}s measured in {o['rounds']} rounds, each after a {o['warmup']}s warm-up and followed by"
+        " pgbench for as long; each booking = one lock + one confirm",
         "",
-        f"bookings/s          {b['bookings_per_second']:>9}   ({b['bookings']} bookings in {b['seconds']}s)",
+        f"bookings/s          {b['bookings_per_second']:>9}   ({b['bookings']} bookings in {b['seconds']}s;"
+        f" rounds {', '.join(str(r) for r in b['rounds'])})",
         f"lock    p50 / p99   {b['lock']['p50_ms']} / {b['lock']['p99_ms']} ms   statuses {b['lock']['statuses']}",
         f"confirm p50 / p99   {b['confirm']['p50_ms']} / {b['confirm']['p99_ms']} ms   statuses {b['confirm']['statuses']}",
         f"per-client mean     {b['per_client']['mean_ms_min']} to {b['per_client']['mean_ms_max']} ms (each client's"
         " lock and confirm; apart when the server's processes took unequal shares of the connections)",
-        f"load client CPU     {b['client_cpu_seconds']}s = {b['client_cpu_share_of_one_core']:.0%} of one core",
+        f"load client CPU     {b['client_cpu_seconds']}s = {b['client_cpu_share_of_one_core']:.0%} of one core"
+        " (over the rounds, warm-ups included)",
         f"pgbench replay      {p['tps']:>9} bookings/s ({report['capture']['lock_statements']} + "
         f"{report['capture']['confirm_statements']} statements captured from the PostgreSQL log, "
-        f"{p['clients']} clients, {p['failed']} failed)",
+        f"{p['clients']} clients, {p['failed']} failed; rounds {', '.join(str(r) for r in p['rounds'])})",
         f"ratio               {report['ratio_to_pgbench']:>9}   (bookings/s / pgbench rate)",
         f"contended           {c['seats']} seats, all sold exactly once: {c['sold_once']} "
         f"({c['lock_attempts']} lock attempts in {c['seconds']}s; lock p99 {c['lock']['p99_ms']} ms)",

@@ -17,7 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--seats", type=int, default=o.seats, help="Seats of the booking event.")
         parser.add_argument("--clients", type=int, default=o.clients, help="Concurrent clients (users).")
         parser.add_argument("--duration", type=float, default=o.duration, help="Measured seconds (and pgbench's).")
-        parser.add_argument("--warmup", type=float, default=o.warmup, help="Unmeasured seconds first.")
+        parser.add_argument(
+            "--warmup", type=float, default=o.warmup, help="Unmeasured seconds before each round of bookings."
+        )
+        parser.add_argument(
+            "--rounds",
+            type=int,
+            default=o.rounds,
+            help="Bookings and pgbench take turns this many times, each for duration / rounds.",
+        )
         parser.add_argument("--contended-seats", type=int, default=o.contended_seats)
         parser.add_argument("--map-seats", type=int, default=o.map_seats)
         parser.add_argument("--sweep-holds", type=int, default=o.sweep_holds)
@@ -40,6 +48,7 @@ class Command(BaseCommand):
             clients=opts["clients"],
             duration=opts["duration"],
             warmup=opts["warmup"],
+            rounds=opts["rounds"],
             contended_seats=opts["contended_seats"],
             map_seats=opts["map_seats"],
             sweep_holds=opts["sweep_holds"],
@@ -49,8 +58,13 @@ class Command(BaseCommand):
             keep=opts["keep"],
             workdir=opts["workdir"],
         )
-        if options.clients < 1 or options.seats < options.clients or options.duration <= 0:
-            raise CommandError("need at least one client, a seat per client and a positive duration")
+        if (
+            options.clients < 1
+            or options.rounds < 1
+            or options.seats < options.clients * options.rounds
+            or options.duration <= 0
+        ):
+            raise CommandError("need at least one client and round, a seat per client and round, a positive duration")
         try:
             report = runner.run(options)
         except RuntimeError as exc:
