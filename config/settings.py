@@ -52,7 +52,7 @@ BOOKING_SWEEP_WORKERS = env.int("BOOKING_SWEEP_WORKERS", default=2)
 # the database on every request. A token revoked elsewhere works at most this long.
 BOOKING_TOKEN_CACHE_SECONDS = env.float("BOOKING_TOKEN_CACHE_SECONDS", default=2.0)
 # Lock, confirm and unlock's plain requests served in front of Django's request cycle
-# (booking/api/hot_path.py: the same answers, measured at half the web server's CPU).
+# (booking/api/hot_path.py: the same answers for about two thirds of the web server's CPU).
 BOOKING_HOT_PATH = env.bool("BOOKING_HOT_PATH", default=True)
 
 INSTALLED_APPS = [
