@@ -6,6 +6,7 @@ shows the race is real: without the row lock, it double-books.
 """
 
 import random
+import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -245,17 +246,21 @@ def test_bookings_never_wait_for_their_events_row(make_user, event, seat_ids, se
 def test_control_without_the_row_lock_the_race_double_books(make_user, seat_ids, monkeypatch):
     """Shows the race tests can fail: with FOR UPDATE removed, several callers win one seat."""
 
+    racers = [api_client_for(make_user(f"racer{i}")) for i in range(10)]
+    # The read-then-write window every unlocked check has, held open until every caller has
+    # read (a fixed sleep let callers that started late read after the first had written).
+    all_have_read = threading.Barrier(len(racers))
+
     def unlocked_rows(seat_ids_, **kwargs):
         rows = list(
             Seat.objects.filter(pk__in=sorted(seat_ids_))
             .order_by("pk")
             .values(*services._LOCKED_ROW_COLUMNS, hold_seconds=services.F("event__hold_seconds"), db_now=Now())
         )
-        time.sleep(0.05)  # the read-then-write window every unlocked check has
+        all_have_read.wait(timeout=30)
         return rows, rows[0]["db_now"]
 
     monkeypatch.setattr(services, "_lock_seat_rows", unlocked_rows)
-    racers = [api_client_for(make_user(f"racer{i}")) for i in range(10)]
     responses = race([lambda c=c: post(c, "/api/lock", {"seatId": seat_ids[0]}) for c in racers])
     assert statuses(responses)[200] > 1, "without the row lock the race should double-book"
 
