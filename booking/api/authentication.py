@@ -96,13 +96,22 @@ class _TokenCache:
 token_cache = _TokenCache()
 
 
+def plain_token_key(meta) -> str | None:
+    """The key of a plain ``Authorization: Token <key>`` header in a request's META (or WSGI
+    environ); None for anything else (DRF's to judge)."""
+    parts = meta.get("HTTP_AUTHORIZATION", "").split()
+    if len(parts) == 2 and parts[0].lower() == "token" and parts[1].isascii():
+        return parts[1]
+    return None
+
+
 class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate(self, request):
-        # The plain "Token <key>" header, read from META: DRF's own reading builds the
-        # request's whole header dictionary first. Anything else is DRF's to judge.
-        parts = request.META.get("HTTP_AUTHORIZATION", "").split()
-        if len(parts) == 2 and parts[0].lower() == "token" and parts[1].isascii():
-            return self.authenticate_credentials(parts[1])
+        # The plain header, read from META: DRF's own reading builds the request's whole
+        # header dictionary first. Anything else is DRF's to judge.
+        key = plain_token_key(request.META)
+        if key is not None:
+            return self.authenticate_credentials(key)
         return super().authenticate(request)
 
     def authenticate_credentials(self, key):

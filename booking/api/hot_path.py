@@ -65,7 +65,7 @@ from rest_framework.permissions import IsAuthenticated
 
 from ..errors import BookingError
 from ..permissions import resolve_holder
-from .authentication import TokenAuthentication
+from .authentication import TokenAuthentication, plain_token_key
 from .exceptions import describe_error
 from .parsers import FastJSONParser
 from .renderers import FastJSONRenderer, JSONFirstNegotiation, dumps
@@ -225,8 +225,8 @@ def wrap(django_application):
         # Cookies too: the session and CSRF middleware answer a malformed one with a new cookie.
         if view is None or environ.get("QUERY_STRING") or environ.get("HTTP_COOKIE"):
             return django_application(environ, start_response)
-        credentials = environ.get("HTTP_AUTHORIZATION", "").split()
-        if len(credentials) != 2 or credentials[0].lower() != "token" or not credentials[1].isascii():
+        key = plain_token_key(environ)
+        if key is None:
             return django_application(environ, start_response)
         if (
             environ.get("CONTENT_TYPE", "").lower() not in _JSON_CONTENT_TYPES
@@ -253,7 +253,7 @@ def wrap(django_application):
 
         signals.request_started.send(sender=WSGIHandler, environ=environ)
         try:
-            user, token = view.authentication_classes[0]().authenticate_credentials(credentials[1])
+            user, token = view.authentication_classes[0]().authenticate_credentials(key)
         except Exception:  # an unknown token (401), the database down (503): Django answers
             environ["wsgi.input"] = io.BytesIO(body)
             return django_application(environ, start_response)
