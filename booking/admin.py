@@ -20,7 +20,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Count, Exists, OuterRef, Q, Value, When
 from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -32,29 +32,34 @@ from rest_framework.authtoken.models import Token
 from . import services
 from .errors import BookingError
 from .forms import EventAddForm, HolderForm, SeatingBlockForm
-from .models import Event, Seat, SeatEvent, SeatStatus
+from .models import (
+    LIVE_STATUS_FILTERS,
+    Event,
+    Seat,
+    SeatEvent,
+    SeatStatus,
+    hold_is_live,
+    is_available_now,
+    is_booked,
+)
 from .permissions import HOLD_FOR_OTHERS
-from .selectors import AVAILABLE_NOW, BOOKED, LOCKED_NOW, STATUS_FILTERS
+from .selectors import event_status_counts
 
 admin.site.site_header = "Box office"
 admin.site.site_title = "Box office"
 admin.site.index_title = "Events, seats, holders and the audit trail"
 
-#: The live status a seat shows, as the API reads it: an expired hold is available.
-EXPIRED_HOLD = Q(status=SeatStatus.LOCKED, lock_expires_at__lte=Now())
-LIVE_STATUS = Case(
-    When(EXPIRED_HOLD, then=Value("expired")),
-    default=F("status"),
-    output_field=CharField(),
-)
-
 BADGES = {
     # live status: (text, background)
     "available": ("available", "#2e7d32"),
-    "expired": ("available", "#2e7d32"),
     "locked": ("held", "#e65100"),
     "booked": ("booked", "#1565c0"),
 }
+
+
+def _hold_expired(seat: Seat) -> bool:
+    """A stored hold that reads as available (its expiry not yet recorded by the sweep)."""
+    return seat.status == SeatStatus.LOCKED and getattr(seat, "live_status", None) == SeatStatus.AVAILABLE
 
 
 def _badge(text: str, colour: str, title: str = ""):
@@ -90,16 +95,7 @@ def _admin_url(obj, view: str = "change") -> str:
 
 
 def _event_counts() -> dict[str, Count]:
-    return {
-        "seat_n": Count("seats"),
-        "available_n": Count(
-            "seats",
-            filter=Q(seats__status=SeatStatus.AVAILABLE)
-            | Q(seats__status=SeatStatus.LOCKED, seats__lock_expires_at__lte=Now()),
-        ),
-        "locked_n": Count("seats", filter=Q(seats__status=SeatStatus.LOCKED, seats__lock_expires_at__gt=Now())),
-        "booked_n": Count("seats", filter=Q(seats__status=SeatStatus.BOOKED)),
-    }
+    return {"seat_n": Count("seats"), **{f"{status}_n": n for status, n in event_status_counts().items()}}
 
 
 @admin.register(Event)
@@ -253,9 +249,9 @@ class LiveStatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         value = self.value()
         if value == "expired":
-            return queryset.filter(EXPIRED_HOLD)
-        if value in STATUS_FILTERS:
-            return queryset.filter(STATUS_FILTERS[value])
+            return queryset.expired_holds()
+        if value in LIVE_STATUS_FILTERS:
+            return queryset.live(value)
         return queryset
 
 
@@ -313,7 +309,7 @@ class SeatAdmin(admin.ModelAdmin):
     add_fieldsets = ((None, {"fields": ("event", "label", "row", "number")}),)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(live_status=LIVE_STATUS, db_now=Now())
+        return super().get_queryset(request).with_live_status().annotate(db_now=Now())
 
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.fieldsets
@@ -340,7 +336,7 @@ class SeatAdmin(admin.ModelAdmin):
     def status_badge(self, obj):
         live = getattr(obj, "live_status", obj.status)
         text, colour = BADGES.get(live, (live, "#555"))
-        title = f"hold by {obj.locked_by} expired" if live == "expired" else ""
+        title = f"hold by {obj.locked_by} expired" if _hold_expired(obj) else ""
         return _badge(text, colour, title)
 
     @admin.display(description="Holder")
@@ -350,7 +346,7 @@ class SeatAdmin(admin.ModelAdmin):
             return obj.locked_by
         if live == SeatStatus.BOOKED:
             return obj.booked_by
-        if live == "expired":
+        if _hold_expired(obj):
             return format_html('<span style="color:#888">{} (hold expired)</span>', obj.locked_by)
         return "—"
 
@@ -423,9 +419,9 @@ class SeatAdmin(admin.ModelAdmin):
 
         counts = queryset.aggregate(
             total=Count("pk"),
-            available=Count("pk", filter=AVAILABLE_NOW),
-            held=Count("pk", filter=LOCKED_NOW),
-            booked=Count("pk", filter=BOOKED),
+            available=Count("pk", filter=is_available_now()),
+            held=Count("pk", filter=hold_is_live()),
+            booked=Count("pk", filter=is_booked()),
         )
         sample_size = 50
         context = {

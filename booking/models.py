@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
 
 
@@ -35,6 +35,63 @@ class SeatStatus(models.TextChoices):
     BOOKED = "booked", "booked"
 
 
+# --- A seat's live status -----------------------------------------------------
+#
+# The one definition of "an expired hold reads as available": every read
+# (selectors, the seat map, the live snapshot, the admin) and every write's rules
+# take a seat's status from these, judged on the database's clock (Now()) in the
+# statement that reads the seat. ``prefix`` reaches a seat through a relation
+# ("seats__" from an event).
+
+
+def hold_is_live(prefix: str = "") -> Q:
+    """A hold that has not run out."""
+    return Q(**{f"{prefix}status": SeatStatus.LOCKED, f"{prefix}lock_expires_at__gt": Now()})
+
+
+def hold_has_expired(prefix: str = "") -> Q:
+    """A hold that has run out but is still stored (until the sweep or a lock records its expiry)."""
+    return Q(**{f"{prefix}status": SeatStatus.LOCKED, f"{prefix}lock_expires_at__lte": Now()})
+
+
+def is_booked(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}status": SeatStatus.BOOKED})
+
+
+def is_available_now(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}status": SeatStatus.AVAILABLE}) | hold_has_expired(prefix)
+
+
+#: The filter for each live status.
+LIVE_STATUS_FILTERS = {
+    "available": is_available_now,
+    "locked": hold_is_live,
+    "booked": is_booked,
+}
+
+
+class SeatQuerySet(models.QuerySet):
+    def with_live_status(self) -> "SeatQuerySet":
+        """Annotate ``live_status`` (what every reader sees) and ``live_expires_at`` (the
+        expiry of a live hold, else None); the stored ``status`` stays as it is."""
+        return self.annotate(
+            live_status=Case(
+                When(hold_is_live(), then=Value(SeatStatus.LOCKED.value)),
+                When(is_booked(), then=Value(SeatStatus.BOOKED.value)),
+                default=Value(SeatStatus.AVAILABLE.value),
+                output_field=models.CharField(),
+            ),
+            live_expires_at=Case(When(hold_is_live(), then=F("lock_expires_at")), default=None),
+        )
+
+    def live(self, status: str) -> "SeatQuerySet":
+        """The seats whose live status is ``status`` (indexable conditions, not the CASE)."""
+        return self.filter(LIVE_STATUS_FILTERS[status]())
+
+    def expired_holds(self) -> "SeatQuerySet":
+        return self.filter(hold_has_expired())
+
+
 class Seat(models.Model):
     """One seat of one event.
 
@@ -62,6 +119,8 @@ class Seat(models.Model):
         editable=False,
         help_text="Bumped by every change; live clients drop a pushed state older than the one they have.",
     )
+
+    objects = SeatQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

@@ -51,9 +51,6 @@ BOOKING_SWEEP_WORKERS = env.int("BOOKING_SWEEP_WORKERS", default=2)
 # How long a process keeps an API token's user (booking/api/authentication.py); 0: ask
 # the database on every request. A token revoked elsewhere works at most this long.
 BOOKING_TOKEN_CACHE_SECONDS = env.float("BOOKING_TOKEN_CACHE_SECONDS", default=2.0)
-# Lock, confirm and unlock's plain requests served in front of Django's request cycle
-# (booking/api/hot_path.py: the same answers for about two thirds of the web server's CPU).
-BOOKING_HOT_PATH = env.bool("BOOKING_HOT_PATH", default=True)
 
 INSTALLED_APPS = [
     # First: its runserver command serves HTTP and WebSockets (ASGI).
@@ -79,7 +76,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "booking.middleware.LazyMessageMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -103,10 +100,6 @@ TEMPLATES = [
 ]
 
 # --- Database ----------------------------------------------------------------
-# The API's hot path prepares its statements once per PostgreSQL connection
-# (booking/pg.py). false: for a connection pooler that does not keep a session's
-# prepared statements (PgBouncer in transaction mode).
-DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }

@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from booking import services
 from booking.models import Event, Seat, SeatAction, SeatEvent, SeatStatus
+from booking.services import pipeline
 
 SEATS_URL = "/admin/booking/seat/"
 EVENTS_URL = "/admin/booking/event/"
@@ -203,7 +204,7 @@ def test_release_holds_changes_only_live_holds_and_audits_them(
     staff_client, staff, event, alice, bob, django_capture_on_commit_callbacks, monkeypatch
 ):
     pushed = []
-    monkeypatch.setattr(services, "publish_seat_changes", lambda seats: pushed.extend(seats))
+    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats: pushed.extend(seats))
     held, free, booked, expired = (seat(event, label) for label in ("A1", "A2", "A3", "A4"))
     lock_via_api(alice, held)
     services.seats_admin_book(seat_ids=[booked.pk], holder="bob")

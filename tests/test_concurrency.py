@@ -13,11 +13,12 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.db.models.functions import Now
 
 from booking import services
 from booking.models import Event, Seat, SeatEvent
+from booking.services import holds, pipeline
 
 from .conftest import api_client_for
 from .helpers import expire_hold, post, wsgi_post
@@ -61,8 +62,8 @@ def test_thirty_callers_race_to_confirm_and_book_one_seat_once(clients, seat_ids
     assert post(box_office, "/api/lock", {"seatId": seat_ids[0], "userId": "x"}).status_code == 409
 
 
-def test_thirty_callers_race_through_the_hot_path_and_one_books(make_user, seat_ids):
-    """The production WSGI application, whose hot path serves these requests itself."""
+def test_thirty_callers_race_through_the_production_wsgi_application_and_one_books(make_user, seat_ids):
+    """The production WSGI application (config/wsgi.py), as the web server calls it."""
     from config.wsgi import application
 
     tokens = {f"hot{i}": make_user(f"hot{i}").auth_token.key for i in range(30)}
@@ -244,23 +245,22 @@ def test_bookings_never_wait_for_their_events_row(make_user, event, seat_ids, se
 
 @pytest.mark.postgres
 def test_control_without_the_row_lock_the_race_double_books(make_user, seat_ids, monkeypatch):
-    """Shows the race tests can fail: with FOR UPDATE removed, several callers win one seat."""
+    """Shows the race tests can fail: the same service with FOR UPDATE removed lets several
+    callers win one seat."""
 
     racers = [api_client_for(make_user(f"racer{i}")) for i in range(10)]
     # The read-then-write window every unlocked check has, held open until every caller has
     # read (a fixed sleep let callers that started late read after the first had written).
     all_have_read = threading.Barrier(len(racers))
+    monkeypatch.setattr(QuerySet, "select_for_update", lambda self, **kwargs: self)
+    lock_seat_rows = pipeline.lock_seat_rows
 
-    def unlocked_rows(seat_ids_, **kwargs):
-        rows = list(
-            Seat.objects.filter(pk__in=sorted(seat_ids_))
-            .order_by("pk")
-            .values(*services._LOCKED_ROW_COLUMNS, hold_seconds=services.F("event__hold_seconds"), db_now=Now())
-        )
+    def lock_then_wait(*args, **kwargs):
+        result = lock_seat_rows(*args, **kwargs)
         all_have_read.wait(timeout=30)
-        return rows, rows[0]["db_now"]
+        return result
 
-    monkeypatch.setattr(services, "_lock_seat_rows", unlocked_rows)
+    monkeypatch.setattr(holds, "lock_seat_rows", lock_then_wait)
     responses = race([lambda c=c: post(c, "/api/lock", {"seatId": seat_ids[0]}) for c in racers])
     assert statuses(responses)[200] > 1, "without the row lock the race should double-book"
 

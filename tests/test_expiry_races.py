@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Now
 
 from booking.models import Seat, SeatAction, SeatEvent, SeatStatus
-from booking.services import holds_release_expired, seats_lock
+from booking.services import expiry, holds, holds_release_expired, seats_lock
 
 TIMEOUT = 10  # seconds; every wait below is bounded by it
 
@@ -43,8 +43,8 @@ def actions(seat_id: int) -> list[tuple[str, str]]:
 class Worker(threading.Thread):
     """Runs ``fn`` on its own database connection; keeps its result or error."""
 
-    def __init__(self, fn):
-        super().__init__(daemon=True)
+    def __init__(self, fn, name=None):
+        super().__init__(daemon=True, name=name)
         self.fn, self.result, self.error = fn, None, None
 
     def run(self):
@@ -78,6 +78,23 @@ def wait_until_blocked_on_a_lock() -> None:
     raise AssertionError("no session blocked on a row lock")
 
 
+KEEPS_OPEN = "keeps-its-transaction-open"
+
+
+def keep_transaction_open(monkeypatch, service_module, holding: threading.Event, release: threading.Event) -> None:
+    """In a Worker named KEEPS_OPEN, the service of ``service_module`` keeps its own transaction
+    (and so its row locks) open after its writes: it signals ``holding``, then waits for ``release``."""
+    push_after_commit = service_module.push_after_commit
+
+    def push_then_wait(rows):
+        push_after_commit(rows)
+        if threading.current_thread().name == KEEPS_OPEN:
+            holding.set()
+            assert release.wait(TIMEOUT)
+
+    monkeypatch.setattr(service_module, "push_after_commit", push_then_wait)
+
+
 @pytest.fixture
 def expired_holds(make_event):
     """20 seats whose holds (by alice and carol) have expired, and 10 free seats."""
@@ -94,19 +111,14 @@ def expired_holds(make_event):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_sweep_skips_rows_another_sweep_holds_and_records_each_expiry_once(expired_holds):
+def test_sweep_skips_rows_another_sweep_holds_and_records_each_expiry_once(expired_holds, monkeypatch):
     event, ids = expired_holds
     first_holds = threading.Event()
     second_done = threading.Event()
+    # The first sweep keeps its row locks until the second sweep has run.
+    keep_transaction_open(monkeypatch, expiry, first_holds, second_done)
 
-    def first_sweep():
-        with transaction.atomic():  # keeps its row locks until the second sweep has run
-            released = holds_release_expired(seat_ids=ids[:10])
-            first_holds.set()
-            assert second_done.wait(TIMEOUT)
-        return released
-
-    first = Worker(first_sweep)
+    first = Worker(lambda: holds_release_expired(seat_ids=ids[:10]), name=KEEPS_OPEN)
     first.start()
     try:
         assert first_holds.wait(TIMEOUT)
@@ -177,20 +189,14 @@ def test_control_unlocked_sweeps_racing_record_expiries_twice(expired_holds):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_lock_waiting_behind_a_sweep_takes_the_released_seat(expired_holds):
+def test_lock_waiting_behind_a_sweep_takes_the_released_seat(expired_holds, monkeypatch):
     event, ids = expired_holds
     seat_id = ids[0]
     sweep_holds = threading.Event()
     release = threading.Event()
+    keep_transaction_open(monkeypatch, expiry, sweep_holds, release)
 
-    def sweep():
-        with transaction.atomic():
-            released = holds_release_expired(seat_ids=[seat_id])
-            sweep_holds.set()
-            assert release.wait(TIMEOUT)
-        return released
-
-    sweeper = Worker(sweep)
+    sweeper = Worker(lambda: holds_release_expired(seat_ids=[seat_id]), name=KEEPS_OPEN)
     sweeper.start()
     try:
         assert sweep_holds.wait(TIMEOUT)
@@ -210,20 +216,14 @@ def test_lock_waiting_behind_a_sweep_takes_the_released_seat(expired_holds):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_sweep_skips_a_seat_a_lock_is_taking_over(expired_holds):
+def test_sweep_skips_a_seat_a_lock_is_taking_over(expired_holds, monkeypatch):
     event, ids = expired_holds
     seat_id = ids[0]
     lock_holds = threading.Event()
     release = threading.Event()
+    keep_transaction_open(monkeypatch, holds, lock_holds, release)  # bob's lock, not yet committed, holds the row
 
-    def lock():
-        with transaction.atomic():  # bob's lock, not yet committed, holds the row
-            result = seats_lock(seat_ids=[seat_id], holder="bob")
-            lock_holds.set()
-            assert release.wait(TIMEOUT)
-        return result
-
-    locker = Worker(lock)
+    locker = Worker(lambda: seats_lock(seat_ids=[seat_id], holder="bob"), name=KEEPS_OPEN)
     locker.start()
     try:
         assert lock_holds.wait(TIMEOUT)

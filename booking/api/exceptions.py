@@ -54,8 +54,7 @@ class ApiError(NamedTuple):
 
 def describe_error(exc) -> ApiError | None:
     """The answer to an exception raised while serving an API request; None for one that is
-    not an API error (a bug: Django's handler answers 500). DRF's exception handler and the
-    write routes' hot path (booking/api/hot_path.py) both answer through this."""
+    not an API error (a bug: Django's handler answers 500)."""
     if isinstance(exc, BookingError):
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else {}
         return ApiError(exc.status, error_body(exc.code, exc.detail, exc.seats), headers)

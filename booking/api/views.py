@@ -24,7 +24,6 @@ from .serializers import (
     SeatsQuerySerializer,
     SeatsRequestSerializer,
     SeatsResultSerializer,
-    plain_seats_request,
 )
 
 
@@ -57,22 +56,16 @@ class SeatsWriteView(APIView):
     conflict_codes: tuple[str, ...] = ()
 
     def post(self, request):
-        validated = plain_seats_request(request.data)
-        if validated is None:  # anything else: the serializer decides, and words the errors
-            data = SeatsRequestSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            validated = data.validated_data
-        holder = resolve_holder(request.user, validated.get("userId"))
-        result = type(self).service(seat_ids=validated["seat_ids"], holder=holder, actor=request.user)
-        # The JSON itself: a DRF Response is a template response rendered once more on the way
-        # out (a twentieth of a booking's CPU). The renderer is JSON's in any case: content
-        # negotiation has already refused any other Accept (406).
-        return HttpResponse(dumps(seats_result_body(result)), content_type="application/json")
+        data = SeatsRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        holder = resolve_holder(request.user, data.validated_data.get("userId"))
+        result = type(self).service(seat_ids=data.validated_data["seat_ids"], holder=holder, actor=request.user)
+        return Response(seats_result_body(result))
 
 
 def seats_result_body(result: services.SeatsResult) -> dict:
-    """A lock's, confirm's or unlock's answer (also the hot path's, booking/api/hot_path.py)."""
-    body = {"holder": result.holder}
+    """A lock's, confirm's or unlock's answer."""
+    body: dict = {"holder": result.holder}
     if result.lock_expires_at is not None:
         body["lockExpiresAt"] = result.lock_expires_at
         body["expiresInSeconds"] = result.expires_in_seconds
@@ -159,9 +152,9 @@ class SeatListView(APIView):
     def get(self, request):
         query = SeatsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        return Response(
-            selectors.seats_list(event_id=query.validated_data.get("event"), status=query.validated_data.get("status"))
-        )
+        event_id = query.validated_data.get("event")
+        services.holds_release_expired_if_any(event_id=event_id)
+        return Response(selectors.seats_list(event_id=event_id, status=query.validated_data.get("status")))
 
 
 class EventListView(APIView):
@@ -198,8 +191,9 @@ class EventSeatsView(APIView):
     )
     def get(self, request, pk: int):
         started = time.perf_counter()
+        services.holds_release_expired_if_any(event_id=pk)
         seats = selectors.event_seat_map(event_id=pk)
-        if not seats and not selectors.event_detail(event_id=pk):
+        if not seats and not selectors.event_exists(event_id=pk):
             return Response(error_body("not_found", f"No event {pk}."), status=404)
         # Rendered here, so that Server-Timing covers the query, the payloads and the JSON.
         response = HttpResponse(dumps(seats), content_type="application/json")

@@ -1,0 +1,163 @@
+"""The box office's writes, called by booking/admin.py.
+
+The same steps as the API's (:mod:`booking.services.pipeline`), but best
+effort per seat: every seat the rules allow changes, every other one is
+skipped with a reason. Seats are taken in chunks of :data:`ADMIN_CHUNK`, one
+transaction each, so a whole event's worth of seats never sits under one long lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from ..errors import Busy, InvalidRequest, SeatNotFound
+from ..models import SeatAction, SeatStatus
+from .expiry import log_expiry
+from .pipeline import (
+    AVAILABLE,
+    AuditRow,
+    audit_rows,
+    holds_live,
+    is_expired_hold,
+    lock_seat_rows,
+    mark_written,
+    push_after_commit,
+    save_audit,
+    update_seats,
+    write_transaction,
+)
+
+ADMIN_CHUNK = 500
+
+#: ``apply(rows, now)`` writes what the rules allow and returns (changed ids, {skipped id: reason}).
+Apply = Callable[[list[dict[str, Any]], datetime], tuple[list[int], dict[int, str]]]
+
+
+@dataclass
+class AdminResult:
+    """What an admin action did: seats changed, and seats skipped with the reason."""
+
+    changed: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+def _clock(value: datetime | None) -> str:
+    return timezone.localtime(value).strftime("%H:%M:%S") if value else "?"
+
+
+def _describe(row: dict[str, Any]) -> str:
+    """A seat's live state as the box office reads it."""
+    if row["live_status"] == SeatStatus.BOOKED:
+        return f"booked by {row['booked_by']}"
+    if row["live_status"] == SeatStatus.LOCKED:
+        return f"held by {row['locked_by']} until {_clock(row['lock_expires_at'])}"
+    if is_expired_hold(row):
+        return f"available (the hold by {row['locked_by']} expired at {_clock(row['lock_expires_at'])})"
+    return "available"
+
+
+def _run(seat_ids: Sequence[int], apply: Apply) -> AdminResult:
+    """Lock each chunk of seats in id order and let ``apply`` decide and write.
+
+    A chunk counts only once its transaction has committed. Seats deleted
+    meanwhile and chunks that cannot get their row locks in time are skipped
+    with the reason.
+    """
+    result = AdminResult()
+    ids = sorted(set(seat_ids))
+    for start in range(0, len(ids), ADMIN_CHUNK):
+        chunk = ids[start : start + ADMIN_CHUNK]
+        while chunk:
+            try:
+                with write_transaction():
+                    rows, now = lock_seat_rows(chunk)
+                    changed, skipped = apply(rows, now)
+            except SeatNotFound as exc:
+                gone = set(exc.seats or chunk)
+                result.skipped.update({seat_id: "no longer exists" for seat_id in gone})
+                chunk = [seat_id for seat_id in chunk if seat_id not in gone]
+                continue
+            except Busy:
+                result.skipped.update({seat_id: "busy (another request holds it); try again" for seat_id in chunk})
+                break
+            result.changed.extend(changed)
+            result.skipped.update(skipped)
+            break
+    return result
+
+
+def _free(rows: list[dict[str, Any]], action: str, actor: Any) -> None:
+    """Make the seats available, with an audit row each and a live push."""
+    update_seats([row["id"] for row in rows], **AVAILABLE)
+    save_audit(audit_rows(rows, action, actor=actor))
+    mark_written(rows, live_status=SeatStatus.AVAILABLE)
+    push_after_commit(rows)
+
+
+def seats_admin_release(*, seat_ids: Sequence[int], actor: Any = None) -> AdminResult:
+    """Release the live holds among the seats; seats not held are skipped."""
+
+    def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
+        held = [row for row in rows if row["live_status"] == SeatStatus.LOCKED]
+        skipped = {row["id"]: f"not held: {_describe(row)}" for row in rows if row["live_status"] != SeatStatus.LOCKED}
+        _free(held, SeatAction.ADMIN_RELEASED, actor)
+        return [row["id"] for row in held], skipped
+
+    return _run(seat_ids, apply)
+
+
+def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> AdminResult:
+    """Book the seats for ``holder``: free seats, expired holds and the holder's own holds.
+
+    A live hold by anyone else and every booked seat is skipped. Taking over an
+    expired hold records its expiry first, as a lock does.
+    """
+    holder = (holder or "").strip()
+    if not holder or len(holder) > 150:
+        raise InvalidRequest("A holder of 1 to 150 characters is needed.")
+
+    def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
+        to_book: list[dict[str, Any]] = []
+        skipped: dict[int, str] = {}
+        audit: list[AuditRow] = []
+        for row in rows:
+            if row["live_status"] == SeatStatus.BOOKED:
+                skipped[row["id"]] = f"already {_describe(row)}"
+                continue
+            if row["live_status"] == SeatStatus.LOCKED and not holds_live(row, holder):
+                skipped[row["id"]] = _describe(row)
+                continue
+            if is_expired_hold(row):
+                audit += audit_rows([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
+                log_expiry(row)
+            audit += audit_rows([row], SeatAction.ADMIN_BOOKED, actor=actor, holder=holder)
+            to_book.append(row)
+        update_seats(
+            [row["id"] for row in to_book],
+            **{**AVAILABLE, "status": SeatStatus.BOOKED.value, "booked_by": holder, "booked_at": now},
+        )
+        save_audit(audit)
+        mark_written(to_book, live_status=SeatStatus.BOOKED)
+        push_after_commit(to_book)
+        return [row["id"] for row in to_book], skipped
+
+    return _run(seat_ids, apply)
+
+
+def seats_admin_cancel(*, seat_ids: Sequence[int], actor: Any = None) -> AdminResult:
+    """Cancel the bookings among the seats (back to available); seats not booked are skipped."""
+
+    def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
+        booked = [row for row in rows if row["live_status"] == SeatStatus.BOOKED]
+        skipped = {
+            row["id"]: f"not booked: {_describe(row)}" for row in rows if row["live_status"] != SeatStatus.BOOKED
+        }
+        _free(booked, SeatAction.ADMIN_CANCELLED, actor)
+        return [row["id"] for row in booked], skipped
+
+    return _run(seat_ids, apply)

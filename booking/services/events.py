@@ -1,0 +1,42 @@
+"""Events and their seats: created in blocks (rows × numbers), all or nothing.
+
+These run inside a caller's transaction too (the admin's add form saves the
+event and its block in one), so they are not durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from ..errors import InvalidRequest
+from ..models import Event, Seat
+from ..seating import seat_label
+
+
+def event_create_with_seats(
+    *, name: str, starts_at: datetime, rows: Sequence[str], seats_per_row: int, hold_seconds: int | None = None
+) -> Event:
+    """Create an event and its block of seats (``rows`` × 1..``seats_per_row``), all or nothing."""
+    with transaction.atomic():
+        event = Event.objects.create(
+            name=name, starts_at=starts_at, **({"hold_seconds": hold_seconds} if hold_seconds else {})
+        )
+        seats_add_block(event=event, rows=rows, seats_per_row=seats_per_row)
+    return event
+
+
+def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, first_number: int = 1) -> int:
+    """Add a block of seats to an event, all or nothing; a label that exists already is an error."""
+    labels = [(row, number) for row in rows for number in range(first_number, first_number + seats_per_row)]
+    try:
+        with transaction.atomic():
+            Seat.objects.bulk_create(
+                (Seat(event=event, label=seat_label(row, number), row=row, number=number) for row, number in labels),
+                batch_size=2000,
+            )
+    except IntegrityError as exc:
+        raise InvalidRequest("Some of these seats already exist for this event.") from exc
+    return len(labels)

@@ -1,0 +1,203 @@
+"""The steps every seat write takes, in this order, whoever asks (API, admin, sweep).
+
+1. :func:`write_transaction`: Django's ``transaction.atomic`` (durable: the
+   service is the outermost block), whose lock waits and lock failures become
+   :class:`~booking.errors.Busy`.
+2. :func:`lock_seat_rows`: the seats' row locks, one ``SELECT … FOR UPDATE``
+   in id order (overlapping multi-seat requests never deadlock); then the seats
+   read again with their live status and the database's clock, in a statement
+   that starts after the locks were granted, so a hold that ran out while the
+   request waited has run out. (On SQLite ``select_for_update`` does nothing:
+   the IMMEDIATE transaction already admits one writer at a time.)
+3. The rules, by the service, on those rows (:class:`RuleErrors` reports the
+   most important break).
+4. :func:`update_seats` and :func:`save_audit`: the ORM's writes and the audit
+   rows, in the same transaction.
+5. :func:`push_after_commit`: the live push, by ``transaction.on_commit``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Now
+
+from ..errors import (
+    BookingError,
+    Busy,
+    HoldExpired,
+    InvalidRequest,
+    NotLockedByYou,
+    SeatBooked,
+    SeatLocked,
+    SeatNotFound,
+    TooManyHolds,
+)
+from ..live import publish_seat_changes
+from ..models import Seat, SeatEvent, SeatStatus, hold_is_live
+from ..representations import SEAT_COLUMNS, seat_payloads
+from . import sql
+
+logger = logging.getLogger("booking.services")
+
+#: When several seats of one request break different rules, the first of
+#: these that applies is reported, with the seats it applies to.
+ERROR_PRECEDENCE: tuple[type[BookingError], ...] = (
+    SeatNotFound,
+    SeatBooked,
+    HoldExpired,
+    SeatLocked,
+    NotLockedByYou,
+    TooManyHolds,
+)
+
+#: What the rules read of a locked seat, besides its payload's columns.
+LOCKED_ROW_COLUMNS = (*SEAT_COLUMNS, "status", "locked_by", "locked_at", "lock_expires_at", "booked_by")
+
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """The service's transaction (the outermost one); a lock wait that ran out is :class:`Busy`.
+
+    PostgreSQL gives up a row-lock wait after ``lock_timeout`` (set per
+    connection from BOOKING_LOCK_TIMEOUT_MS), SQLite after its busy timeout.
+    """
+    try:
+        with transaction.atomic(durable=True):
+            yield
+    except OperationalError as exc:
+        raise Busy() from exc
+    except IntegrityError as exc:  # a constraint caught what a rule should have
+        logger.error("integrity error in a seat write: %s", exc)
+        raise Busy("The seats changed under this request; retry.") from exc
+
+
+def lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tuple[list[dict[str, Any]], datetime]:
+    """Row-lock the seats in id order; return them, live, and the database's time after the locks.
+
+    Each row has :data:`LOCKED_ROW_COLUMNS` and the event's ``hold_seconds``.
+    With ``holder`` (a lock request), that holder's requests are serialized
+    first (so the hold limit is exact), and each row also has
+    ``held_in_event``: the holder's other live holds in the seat's event.
+    Raises :class:`SeatNotFound`, naming the missing ids, before any change.
+    """
+    ids = sorted(set(seat_ids))
+    if not ids:
+        raise InvalidRequest("No seat ids given.")
+    if holder is not None:
+        sql.lock_holder(holder)
+    locked = list(Seat.objects.select_for_update(of=("self",)).filter(pk__in=ids).order_by("pk").values_list("pk"))
+    if len(locked) != len(ids):
+        found = {pk for (pk,) in locked}
+        missing = [i for i in ids if i not in found]
+        raise SeatNotFound(error_detail(SeatNotFound, missing), seats=missing)
+    extra: dict[str, Any] = {"hold_seconds": F("event__hold_seconds"), "db_now": Now()}
+    if holder is not None:
+        others = (
+            Seat.objects.filter(hold_is_live(), event_id=OuterRef("event_id"), locked_by=holder)
+            .exclude(pk__in=ids)
+            .order_by()
+            .values("event_id")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        extra["held_in_event"] = Coalesce(Subquery(others, output_field=IntegerField()), Value(0))
+    rows = list(Seat.objects.filter(pk__in=ids).order_by("pk").with_live_status().values(*LOCKED_ROW_COLUMNS, **extra))
+    return rows, rows[0]["db_now"]
+
+
+def is_expired_hold(row: dict[str, Any]) -> bool:
+    """A stored hold that reads as available: it ran out, and its expiry is not recorded yet."""
+    return row["status"] == SeatStatus.LOCKED and row["live_status"] == SeatStatus.AVAILABLE
+
+
+def holds_live(row: dict[str, Any], holder: str) -> bool:
+    return row["live_status"] == SeatStatus.LOCKED and row["locked_by"] == holder
+
+
+def error_detail(error: type[BookingError], seats: list[int]) -> str:
+    listed = ", ".join(str(s) for s in seats)
+    return f"{error.default_detail} Seat{'s' if len(seats) > 1 else ''}: {listed}."
+
+
+class RuleErrors:
+    """Collects rule breaks per seat; raises the most important one, naming its seats."""
+
+    def __init__(self) -> None:
+        self._seats: dict[type[BookingError], list[int]] = defaultdict(list)
+
+    def add(self, error: type[BookingError], seat_id: int) -> None:
+        self._seats[error].append(seat_id)
+
+    def raise_first(self) -> None:
+        for error in ERROR_PRECEDENCE:
+            if self._seats.get(error):
+                seats = sorted(self._seats[error])
+                raise error(error_detail(error, seats), seats=seats)
+
+
+#: A seat's columns when nobody holds or booked it.
+AVAILABLE = {
+    "status": SeatStatus.AVAILABLE.value,
+    "locked_by": "",
+    "locked_at": None,
+    "lock_expires_at": None,
+    "booked_by": "",
+    "booked_at": None,
+}
+
+
+def update_seats(seat_ids: Sequence[int], **values: Any) -> None:
+    """Write the seats' columns; like every seat write, it bumps their ``version`` by one."""
+    if seat_ids:
+        Seat.objects.filter(pk__in=seat_ids).update(**values, version=F("version") + 1)
+
+
+def mark_written(rows: list[dict[str, Any]], *, live_status: str, live_expires_at: datetime | None = None) -> None:
+    """Bring rows read before a write to what the write made of them (for their payloads)."""
+    for row in rows:
+        row.update(live_status=live_status, live_expires_at=live_expires_at, version=row["version"] + 1)
+
+
+class AuditRow(NamedTuple):
+    """One audit row to write (a :class:`SeatEvent` without the model instance)."""
+
+    seat_id: int
+    event_id: int
+    action: str
+    holder: str
+    actor_id: int | None
+
+
+def audit_rows(rows: list[dict[str, Any]], action: str, *, actor: Any, holder: str | None = None) -> list[AuditRow]:
+    """An audit row per seat; the holder is ``holder``, else the seat's holder or booker."""
+    actor_id = getattr(actor, "pk", None)
+    return [
+        AuditRow(
+            row["id"],
+            row["event_id"],
+            str(action),
+            holder if holder is not None else (row.get("locked_by") or row.get("booked_by") or ""),
+            actor_id,
+        )
+        for row in rows
+    ]
+
+
+def save_audit(audit: list[AuditRow]) -> None:
+    if audit:
+        SeatEvent.objects.bulk_create([SeatEvent(**row._asdict()) for row in audit], batch_size=1000)
+
+
+def push_after_commit(rows: list[dict[str, Any]]) -> None:
+    """Push the seats' new state to live clients once the transaction commits (never if it rolls back)."""
+    if rows:
+        payloads = seat_payloads(rows)
+        transaction.on_commit(lambda: publish_seat_changes(payloads))
