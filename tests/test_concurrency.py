@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count
 from django.db.models.functions import Now
 
 from booking import services
@@ -252,7 +252,7 @@ def test_control_without_the_row_lock_the_race_double_books(make_user, seat_ids,
     # The read-then-write window every unlocked check has, held open until every caller has
     # read (a fixed sleep let callers that started late read after the first had written).
     all_have_read = threading.Barrier(len(racers))
-    monkeypatch.setattr(QuerySet, "select_for_update", lambda self, **kwargs: self)
+    monkeypatch.setattr(pipeline, "_ROW_LOCKS", Seat.objects.order_by("pk").values_list("pk", flat=True))
     lock_seat_rows = pipeline.lock_seat_rows
 
     def lock_then_wait(*args, **kwargs):
