@@ -26,12 +26,13 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The load benchmark (README, "Benchmark"): the production server against the local
-# PostgreSQL, in a database of its own (created if missing), with live pushes and rate
-# limit counters in the local Redis, as in production. Full size by default;
-# make bench ARGS="--clients 32 --duration 60" to change it.
+# The load benchmark (docs/benchmark.md; bench/, outside the product): the production
+# server against the local PostgreSQL, in a database of its own (created if missing),
+# with live pushes and rate limit counters in the local Redis, as in production, and
+# pgbench on the same tables in turns. Full size by default;
+# make bench ARGS="--clients 32 --duration 60" to change it (python -m bench --help).
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/0
 BENCH_CACHE_URL ?= redis://127.0.0.1:6379/2
 bench: $(VENV)/.installed
-	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) CACHE_URL=$(BENCH_CACHE_URL) $(BIN)/python manage.py benchmark $(ARGS)
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) CACHE_URL=$(BENCH_CACHE_URL) $(BIN)/python -m bench $(ARGS)

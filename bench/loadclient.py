@@ -2,7 +2,8 @@
 
 One process, one event loop (uvloop when installed), one connection per
 simulated client. It is deliberately thin (no HTTP library), so that it is
-not the bottleneck; the report gives its own CPU time to show it.
+not the bottleneck; the report gives its own CPU time to show it. It knows
+nothing of Django: it speaks HTTP to the server only.
 """
 
 from __future__ import annotations
@@ -145,6 +146,9 @@ class RunResult:
     sold: list[tuple[str, int]] = field(default_factory=list)  # (holder, seat) per confirm answered 200
     # Each client's measured latencies (lock and confirm): how evenly the server served its connections.
     per_client_ms: dict[str, list[float]] = field(default_factory=dict)
+    # What ``probe()`` returned when the measured window opened and after the last answer.
+    probe_start: object = None
+    probe_end: object = None
 
     def summary(self) -> dict:
         return {
@@ -276,7 +280,15 @@ async def _fight_for_seats(host: str, port: int, holder: str, token: str, remain
 
 
 def _new_out() -> dict:
-    return {"lock": OpStats(), "confirm": OpStats(), "errors": [], "sold": [], "bookings": 0, "per_client": {}}
+    return {
+        "lock": OpStats(),
+        "confirm": OpStats(),
+        "errors": [],
+        "sold": [],
+        "bookings": 0,
+        "per_client": {},
+        "probe": [None, None],
+    }
 
 
 def _run(coroutine_factory) -> RunResult:
@@ -295,6 +307,8 @@ def _run(coroutine_factory) -> RunResult:
         errors=out["errors"],
         sold=out["sold"],
         per_client_ms=out["per_client"],
+        probe_start=out["probe"][0],
+        probe_end=out["probe"][1],
     )
 
 
@@ -305,16 +319,31 @@ def _event_loop_run(coroutine):
 
 
 def run_bookings(
-    *, host: str, port: int, clients: list[tuple[str, str]], seats: list[int], duration: float, warmup: float
+    *,
+    host: str,
+    port: int,
+    clients: list[tuple[str, str]],
+    seats: list[int],
+    duration: float,
+    warmup: float,
+    probe=None,
 ) -> RunResult:
     """Each client (holder, token) books its own share of ``seats``: lock one, confirm it, next.
 
-    Requests started during the first ``warmup`` seconds are not measured.
+    Requests started during the first ``warmup`` seconds are not measured. ``probe``
+    (a CPU sample, say) is called when the measured window opens and after the last
+    answer; the result keeps what it returned.
     """
 
     async def main(out):
         start = time.perf_counter()
         measure_from, end = start + warmup, start + warmup + duration
+
+        async def open_window():
+            await asyncio.sleep(max(0.0, measure_from - time.perf_counter()))
+            out["probe"][0] = probe()
+
+        opening = asyncio.ensure_future(open_window()) if probe else None
         shares = [seats[i :: len(clients)] for i in range(len(clients))]
         await asyncio.gather(
             *(
@@ -322,6 +351,9 @@ def run_bookings(
                 for (holder, token), share in zip(clients, shares, strict=True)
             )
         )
+        if opening is not None:
+            await opening
+            out["probe"][1] = probe()
         return min(time.perf_counter(), end) - measure_from
 
     return _run(main)

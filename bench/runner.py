@@ -1,19 +1,23 @@
-"""The benchmark: the production server under concurrent clients, against the database's own ceiling.
+"""The benchmark: the production server under concurrent clients, against pgbench on the same tables.
 
-One run, on the PostgreSQL database of DATABASE_URL (use a database of its
-own; the run deletes only its own events, named ``benchmark: …``):
+One run, on the PostgreSQL database of DATABASE_URL (use a database of its own;
+the run deletes only its own events, named ``benchmark: …``):
 
 1. creates its events with plain SQL (the booking event, a copy of its seats
-   for pgbench, 100 contended seats, a seat map, expired holds) and one user
+   for pgbench, the contended seats, a seat map, expired holds) and one user
    with a token per client;
-2. captures the SQL of one booking from the PostgreSQL log (pgreplay);
-3. starts the web server exactly as the Procfile's ``web:`` line runs it in
+2. starts the web server exactly as the Procfile's ``web:`` line runs it in
    production, with DEBUG=false, on a free port;
-4. drives it with the clients (loadclient): each books its own seats, one
-   lock then one confirm each; then all fight for the same 100 seats; then
-   the seat map is fetched;
-5. replays the captured SQL with pgbench, same clients, same duration;
-6. times one sweep of the expired holds, in this process.
+3. in rounds, in turns: the clients (loadclient) book their own seats, one lock
+   then one confirm each, through the server; then pgbench runs the least SQL a
+   row-locked, audited booking needs (pgbench.SCRIPT), same clients, as long;
+   the CPU time of PostgreSQL, the server, Redis and the load client (or
+   pgbench) is sampled around each (cpu);
+4. all clients fight for the same few seats; the seat map is fetched;
+5. one sweep of the expired holds is timed, in this process.
+
+It imports the product's models and settings (through Django) to set up and check
+its data; the product never imports it.
 """
 
 from __future__ import annotations
@@ -37,15 +41,16 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from . import loadclient, pgreplay
+from . import cpu, loadclient, pgbench
 
 NAME_PREFIX = "benchmark: "
 HOST = "127.0.0.1"
-REPO = Path(settings.BASE_DIR)
+REPO = Path(__file__).resolve().parent.parent
+CLIENT_PREFIX = "bench-client-"  # the load client's users; pgbench.SCRIPT's audit rows name them too
 
-#: The issue's targets on a 2-core machine shared by server, database and load.
+#: The targets on a 2-core machine shared by server, database and load.
 TARGETS = {
-    "ratio_to_pgbench": 0.3,
+    "ratio_to_pgbench": 0.2,
     "lock_p99_ms": 25.0,
     "sweep_seconds": 2.0,
     "seat_map_server_ms": 150.0,
@@ -61,12 +66,11 @@ class Options:
     contended_seats: int = 100
     map_seats: int = 50_000
     sweep_holds: int = 100_000
-    # The bookings and pgbench's replay take turns, each for duration / rounds at a time: the
-    # minutes of a shared machine differ by 10 to 25 %, and each minute then weighs on both.
+    # The bookings and pgbench take turns, each for duration / rounds at a time: the minutes
+    # of a shared machine differ by 10 to 25 %, and each minute then weighs on both.
     rounds: int = 3
     server_cmd: str | None = None
     server_env: dict[str, str] | None = None
-    pg_log: str | None = None
     keep: bool = False
     workdir: str | None = None
 
@@ -177,7 +181,7 @@ def make_mixed_map(event_id: int) -> None:
         )
 
 
-def make_users(count: int, prefix: str = "bench-client-") -> list[tuple[str, str]]:
+def make_users(count: int, prefix: str = CLIENT_PREFIX) -> list[tuple[str, str]]:
     from booking.management.commands.create_api_user import ensure_api_user
 
     return [(f"{prefix}{i}", ensure_api_user(f"{prefix}{i}")) for i in range(1, count + 1)]
@@ -194,9 +198,9 @@ def procfile_web_command() -> str:
     raise RuntimeError("Procfile has no web: line")
 
 
-def database_url(user: str | None = None) -> str:
+def database_url() -> str:
     s = connection.settings_dict
-    auth = quote(user or s.get("USER") or "")
+    auth = quote(s.get("USER") or "")
     if s.get("PASSWORD"):
         auth += ":" + quote(s["PASSWORD"])
     return f"postgres://{auth}@{s.get('HOST') or HOST}:{s.get('PORT') or 5432}/{s['NAME']}"
@@ -209,7 +213,7 @@ def free_port() -> int:
 
 
 def production_env(port: int, **overrides: str) -> dict[str, str]:
-    """The environment of README's production section, plus the benchmark's high throttle limits."""
+    """The production environment (the Procfile's), plus the benchmark's high throttle limits."""
     env = dict(os.environ)
     for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
         env.pop(name, None)
@@ -232,6 +236,8 @@ def production_env(port: int, **overrides: str) -> dict[str, str]:
 
 
 class Server:
+    """The web server in a session (and process group) of its own: its CPU is its group's."""
+
     def __init__(self, command: str, env: dict[str, str], log_path: Path):
         self.command, self.port, self.log_path = command, int(env["PORT"]), log_path
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -244,6 +250,10 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    @property
+    def pgid(self) -> int:
+        return self.popen.pid  # start_new_session: the leader of its own group
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -280,54 +290,6 @@ def start_server(command: str, env: dict[str, str], log_path: Path) -> Server:
 # --- The steps -------------------------------------------------------------------
 
 
-def capture_booking_sql(
-    command: str, env: dict[str, str], workdir: Path, seat_ids: list[int], pg_log: str | None
-) -> tuple[str, dict]:
-    """Serve two bookings on a one-thread server logging in as the capture role; the second's SQL as a pgbench script."""
-    pgreplay.setup_capture_role()
-    log_file = pgreplay.find_server_log(pg_log)
-    holder, token = make_users(1, prefix="bench-capture-")[0]
-    capture_env = {
-        **env,
-        "DATABASE_URL": database_url(pgreplay.CAPTURE_ROLE),
-        "WEB_CONCURRENCY": "1",
-        "WEB_THREADS": "1",
-    }
-    session_start = pgreplay.log_size(log_file)
-    server = start_server(command, capture_env, workdir / "capture-server.log")
-    try:
-
-        def book(seat: int) -> None:
-            result = loadclient.run_bookings(
-                host=HOST, port=server.port, clients=[(holder, token)], seats=[seat], duration=30, warmup=0
-            )
-            if result.bookings != 1:
-                raise RuntimeError(f"the capture booking of seat {seat} failed: {result.errors}")
-
-        book(seat_ids[0])  # warms the server's connection up: no connection setup in what is captured
-        time.sleep(0.2)
-        offset = pgreplay.log_size(log_file)
-        book(seat_ids[1])
-        time.sleep(0.5)
-        database = connection.settings_dict["NAME"]
-        statements = pgreplay.read_statements(log_file, offset, user=pgreplay.CAPTURE_ROLE, database=database)
-        # What the server's connection prepared once, at its first booking: pgbench's clients prepare it too.
-        session = pgreplay.read_statements(
-            log_file, session_start, user=pgreplay.CAPTURE_ROLE, database=database, until=offset
-        )
-    finally:
-        server.stop()
-    prepare = pgreplay.prepare_statements(session + statements)
-    lock, confirm = pgreplay.split_booking(pgreplay.without_session_setup(statements))
-    script = pgreplay.to_pgbench_script(lock, confirm, seat_id=seat_ids[1], holder=holder, prepare=prepare)
-    return script, {
-        "log_file": str(log_file),
-        "lock_statements": len(lock),
-        "confirm_statements": len(confirm),
-        "statements": {"prepare": prepare, "lock": lock, "confirm": confirm},
-    }
-
-
 def settle_database() -> None:
     """Every measured phase starts from the same state: tables vacuumed and analyzed (no
     autovacuum of an earlier phase's writes running into it) and a checkpoint just taken
@@ -361,11 +323,12 @@ def seat_map_timing(port: int, event_id: int, tries: int = 5) -> dict:
 
 
 def sweep_timing(workdir: Path) -> dict:
-    """One sweep of all expired holds, in this process, its log lines going to a file as a server's would."""
+    """One sweep of all expired holds, as beat runs it (its task, called in this process), its
+    log lines going to a file as a worker's would."""
     import logging
 
     from booking import conf
-    from booking.services import holds_release_expired
+    from booking.tasks import release_expired_holds
 
     logger = logging.getLogger("booking.expiry")
     handler = logging.FileHandler(workdir / "sweep.log")
@@ -376,7 +339,7 @@ def sweep_timing(workdir: Path) -> dict:
     logger.setLevel(logging.INFO)
     try:
         started = time.perf_counter()
-        released = holds_release_expired(workers=conf.sweep_workers())  # as the beat task runs it
+        released = release_expired_holds()
         seconds = time.perf_counter() - started
     finally:
         handler.close()
@@ -422,15 +385,51 @@ def check_contended(event_id: int, result: loadclient.RunResult, seat_ids: list[
     }
 
 
-def seats_touched_by_pgbench(*, outside_event: int) -> int:
-    """Seats of other events that pgbench's holders hold or booked: none, or the other figures are off."""
+def pgbench_footprint(pg_event: int) -> dict:
+    """What pgbench wrote: its audit rows (one per transaction), and the seats of other events
+    its holders hold or booked (none, or the other figures are off)."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM booking_seat WHERE event_id <> %s"
-            " AND (locked_by LIKE 'pgbench-holder-%%' OR booked_by LIKE 'pgbench-holder-%%')",
-            [outside_event],
+            "SELECT action, count(*) FROM booking_seatevent WHERE event_id = %s AND holder LIKE %s GROUP BY 1",
+            [pg_event, pgbench.HOLDER_PREFIX + "%"],
         )
-        return cursor.fetchone()[0]
+        audit = dict(cursor.fetchall())
+        cursor.execute(
+            "SELECT count(*) FROM booking_seat WHERE event_id <> %s AND (locked_by LIKE %s OR booked_by LIKE %s)",
+            [pg_event, pgbench.HOLDER_PREFIX + "%", pgbench.HOLDER_PREFIX + "%"],
+        )
+        foreign = cursor.fetchone()[0]
+    return {"audit_rows": {"locked": audit.get("locked", 0), "booked": audit.get("booked", 0)}, "foreign": foreign}
+
+
+class OtherDatabases:
+    """Transactions committed or rolled back so far in the PostgreSQL server's other databases.
+
+    On a connection of its own (psycopg's, in autocommit), outside Django's: the load client
+    samples it from its event loop, where Django's connection may not be used."""
+
+    def __init__(self) -> None:
+        import psycopg
+
+        s = connection.settings_dict
+        self._conn = psycopg.connect(
+            host=s.get("HOST") or HOST,
+            port=s.get("PORT") or 5432,
+            user=s.get("USER") or None,
+            password=s.get("PASSWORD") or None,
+            dbname=s["NAME"],
+            autocommit=True,
+        )
+
+    def transactions(self) -> int:
+        row = self._conn.execute(
+            "SELECT coalesce(sum(xact_commit + xact_rollback), 0) FROM pg_stat_database"
+            " WHERE datname IS NOT NULL AND datname <> current_database()"
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def machine() -> dict:
@@ -462,7 +461,7 @@ def load_average() -> list[float]:
 # --- The whole run ------------------------------------------------------------------
 
 
-def run(options: Options) -> dict:
+def run(options: Options, command_line: str = "python -m bench") -> dict:
     if connection.vendor != "postgresql":
         raise RuntimeError("the benchmark runs on PostgreSQL: set DATABASE_URL=postgres://…")
     if ensure_database():
@@ -471,11 +470,11 @@ def run(options: Options) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     command = options.server_cmd or procfile_web_command()
     report: dict = {
-        "command_line": "python manage.py benchmark",
+        "command_line": command_line,
         "options": {k: v for k, v in vars(options).items() if k not in ("server_env",)},
         "machine": machine(),
         "server_command": command,
-        # What --server-env added (BOOKING_HOT_PATH=false, …): it changes what is measured.
+        # What --server-env added: it changes what is measured.
         "server_env": dict(options.server_env or {}),
         "load_before": load_average(),
         "workdir": str(workdir),
@@ -489,7 +488,7 @@ def run(options: Options) -> dict:
 
     started = time.perf_counter()
     main_event, main_seats = create_event("bookings", options.seats)
-    pg_event, pg_seats = create_event("pgbench copy", options.seats + 2)
+    pg_event, pg_seats = create_event("pgbench copy", options.seats)
     if pg_seats[-1] - pg_seats[0] + 1 != len(pg_seats):
         raise RuntimeError("the pgbench copy's seat ids are not contiguous (another writer?); run again")
     contended_event, contended_seats = create_event("contended", options.contended_seats, per_row=20)
@@ -499,28 +498,25 @@ def run(options: Options) -> dict:
     make_expired_holds(sweep_event)
     clients = make_users(options.clients)
     log(
-        f"created {options.seats} + {options.seats + 2} + {options.contended_seats} + {options.map_seats}"
+        f"created {options.seats} + {options.seats} + {options.contended_seats} + {options.map_seats}"
         f" + {options.sweep_holds} seats and {options.clients} users in {time.perf_counter() - started:.1f}s"
     )
 
     env = production_env(free_port(), **(options.server_env or {}))
 
-    # The SQL of one booking, from the database's log.
-    try:
-        script, capture = capture_booking_sql(command, env, workdir, pg_seats[:2], options.pg_log)
-        report["capture"] = {k: v for k, v in capture.items()}
-        log(
-            f"captured {capture['lock_statements']} + {capture['confirm_statements']} statements from {capture['log_file']}"
-        )
-    except pgreplay.CaptureUnavailable as exc:
-        raise RuntimeError(f"cannot capture the service's SQL: {exc}") from exc
-
-    # The production server under load, and the database's own rate for the same statements,
-    # in turns: each round the bookings, then pgbench, each from the same start.
+    # The production server under load, and pgbench on the same tables, in turns: each
+    # round the bookings, then pgbench, each from the same start.
     server = start_server(command, env, workdir / "server.log")
     rounds, round_seconds = options.rounds, options.duration / options.rounds
     bookings_runs, pgbench_runs = [], []
-    pg_share = (len(pg_seats) - 2) // rounds
+    bookings_cpu, pgbench_cpu = cpu.Phase(), cpu.Phase()
+    pg_share = len(pg_seats) // rounds
+
+    others = OtherDatabases()
+
+    def probe() -> cpu.Sample:
+        return cpu.sample(server_pgid=server.pgid, other_transactions=others.transactions())
+
     try:
         log(
             f"server: {command} (port {server.port}); {options.clients} clients; {rounds} rounds of"
@@ -530,34 +526,37 @@ def run(options: Options) -> dict:
             settle_database()
             if n == 0:
                 report["load_during_start"] = load_average()
-            bookings_runs.append(
-                loadclient.run_bookings(
-                    host=HOST,
-                    port=server.port,
-                    clients=clients,
-                    seats=main_seats[n * len(main_seats) // rounds : (n + 1) * len(main_seats) // rounds],
-                    duration=round_seconds,
-                    warmup=options.warmup,
-                )
+            result = loadclient.run_bookings(
+                host=HOST,
+                port=server.port,
+                clients=clients,
+                seats=main_seats[n * len(main_seats) // rounds : (n + 1) * len(main_seats) // rounds],
+                duration=round_seconds,
+                warmup=options.warmup,
+                probe=probe,
             )
+            bookings_runs.append(result)
+            bookings_cpu.add(result.probe_start, result.probe_end, result.bookings)
             report["load_after_bookings"] = load_average()
             settle_database()
-            pgbench_runs.append(
-                pgreplay.run_pgbench(
-                    script,
-                    workdir=workdir,
-                    clients=options.clients,
-                    duration=round_seconds,
-                    # Fresh seats each round too, as the bookings' (its own share of its copy).
-                    first_seat=pg_seats[2] + n * pg_share,
-                    seat_count=pg_share,
-                    output_name=f"pgbench-{n + 1}.out",
-                )
+            replay = pgbench.run(
+                workdir=workdir,
+                clients=options.clients,
+                duration=round_seconds,
+                # Fresh seats each round too, as the bookings' (its own share of its copy).
+                first_seat=pg_seats[0] + n * pg_share,
+                seat_count=pg_share,
+                output_name=f"pgbench-{n + 1}.out",
+                probe=probe,
             )
+            pgbench_runs.append(replay)
+            before, after = replay.pop("probe")
+            # One booking = two transactions.
+            pgbench_cpu.add(before, after, (replay["transactions"] or 0) / 2, client=replay["pgbench_cpu_seconds"])
             report["load_after_pgbench"] = load_average()
             log(
-                f"round {n + 1}: bookings/s {bookings_runs[-1].summary()['bookings_per_second']},"
-                f" pgbench {pgbench_runs[-1]['tps']}/s"
+                f"round {n + 1}: bookings/s {result.summary()['bookings_per_second']},"
+                f" pgbench {replay['bookings_per_second']} bookings/s"
             )
         bookings = loadclient.merged(bookings_runs)
         report["bookings"] = bookings.summary()
@@ -566,18 +565,36 @@ def run(options: Options) -> dict:
             cursor.execute("SELECT count(*) FROM booking_seat WHERE event_id = %s AND status = 'booked'", [main_event])
             report["bookings"]["booked_in_database"] = cursor.fetchone()[0]
             report["bookings"]["confirmed_200_total"] = len(bookings.sold)
+        footprint = pgbench_footprint(pg_event)
         report["pgbench"] = {
-            **pgbench_runs[-1],
-            "tps": round(sum(run["tps"] for run in pgbench_runs) / rounds, 1),  # rounds of equal length
-            "transactions": sum(run["transactions"] or 0 for run in pgbench_runs),
-            "failed": sum(run["failed"] for run in pgbench_runs),
-            "seconds": round(sum(run["seconds"] for run in pgbench_runs), 1),
-            "rounds": [run["tps"] for run in pgbench_runs],
+            # Rounds of equal length: their mean is the rate over all of them.
+            "bookings_per_second": round(sum(r["bookings_per_second"] for r in pgbench_runs) / rounds, 1),
+            "transactions_per_second": round(sum(r["transactions_per_second"] for r in pgbench_runs) / rounds, 1),
+            "transactions": sum(r["transactions"] or 0 for r in pgbench_runs),
+            "failed": sum(r["failed"] for r in pgbench_runs),
+            "seconds": round(sum(r["seconds"] for r in pgbench_runs), 1),
+            "clients": options.clients,
+            "rounds": [r["bookings_per_second"] for r in pgbench_runs],
+            "audit_rows": footprint["audit_rows"],
+            "foreign_seats_touched": footprint["foreign"],
+            "script": str(workdir / "booking.pgbench.sql"),
+            "outputs": [r["output"] for r in pgbench_runs],
+            "sql": pgbench.sql_statements(),
         }
-        report["pgbench"]["foreign_seats_touched"] = seats_touched_by_pgbench(outside_event=pg_event)
-        if report["pgbench"]["foreign_seats_touched"]:
-            raise RuntimeError(f"pgbench changed {report['pgbench']['foreign_seats_touched']} seats of other events")
-        log(f"bookings/s {report['bookings']['bookings_per_second']}; pgbench {report['pgbench']['tps']} bookings/s")
+        if footprint["foreign"]:
+            raise RuntimeError(f"pgbench changed {footprint['foreign']} seats of other events")
+        report["cpu"] = {
+            "bookings": bookings_cpu.summary(client_name="load_client"),
+            "pgbench": pgbench_cpu.summary(client_name="pgbench", with_server=False),
+        }
+        ours = report["cpu"]["bookings"]["ms_per_booking"]["postgres"]
+        theirs = report["cpu"]["pgbench"]["ms_per_booking"]["postgres"]
+        report["cpu"]["postgres_ratio"] = round(ours / theirs, 2) if ours and theirs else None
+        log(
+            f"bookings/s {report['bookings']['bookings_per_second']}; pgbench"
+            f" {report['pgbench']['bookings_per_second']} bookings/s; PostgreSQL CPU per booking"
+            f" {ours} ms against pgbench's {theirs} ms"
+        )
 
         contended = loadclient.run_contended(
             host=HOST, port=server.port, clients=clients, seats=contended_seats, timeout=max(60.0, options.duration)
@@ -590,6 +607,7 @@ def run(options: Options) -> dict:
         report["seat_map"] = seat_map_timing(server.port, map_event)
         log(f"seat map of {report['seat_map']['seats']} seats: {report['seat_map']['server_ms_median']} ms server time")
     finally:
+        others.close()
         server.stop()
 
     # The sweep on its own: not behind the autovacuum of the last round's writes.
@@ -598,8 +616,8 @@ def run(options: Options) -> dict:
     report["sweep"] = sweep_timing(workdir)
     log(f"sweep released {report['sweep']['released']} holds in {report['sweep']['seconds']}s")
 
-    bps = report["bookings"]["bookings_per_second"]
-    report["ratio_to_pgbench"] = round(bps / report["pgbench"]["tps"], 3) if report["pgbench"]["tps"] else None
+    bps, pg_bps = report["bookings"]["bookings_per_second"], report["pgbench"]["bookings_per_second"]
+    report["ratio_to_pgbench"] = round(bps / pg_bps, 3) if pg_bps else None
     report["targets"] = targets(report)
     report["load_after"] = load_average()
     if not options.keep:
@@ -623,9 +641,24 @@ def targets(report: dict) -> dict:
     return out
 
 
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _cpu_line(name: str, phase: dict, client: str, cpus: int | None) -> str:
+    per = phase["ms_per_booking"]
+    server = _ms(per["server"]) if "server" in per else "-"
+    return (
+        f"  {name:<18} {_ms(per['postgres']):>10}  {server:>10}  {_ms(per[client]):>6}  {_ms(per['redis']):>5}"
+        f"  {_ms(per['measured_total']):>6}   {phase['cores_busy']} of {cpus}  {phase['other_cpu_seconds']:>7} s"
+        f"  {phase['other_databases_transactions']}"
+    )
+
+
 def format_report(report: dict) -> str:
     b, c, m, s, p = report["bookings"], report["contended"], report["seat_map"], report["sweep"], report["pgbench"]
-    o = report["options"]
+    o, u = report["options"], report["cpu"]
+    ub, up = u["bookings"], u["pgbench"]
     lines = [
         "",
         "=== Seat booking benchmark ===",
@@ -648,10 +681,18 @@ def format_report(report: dict) -> str:
         " lock and confirm; apart when the server's processes took unequal shares of the connections)",
         f"load client CPU     {b['client_cpu_seconds']}s = {b['client_cpu_share_of_one_core']:.0%} of one core"
         " (over the rounds, warm-ups included)",
-        f"pgbench replay      {p['tps']:>9} bookings/s ({report['capture']['lock_statements']} + "
-        f"{report['capture']['confirm_statements']} statements captured from the PostgreSQL log, "
-        f"{p['clients']} clients, {p['failed']} failed; rounds {', '.join(str(r) for r in p['rounds'])})",
-        f"ratio               {report['ratio_to_pgbench']:>9}   (bookings/s / pgbench rate)",
+        f"pgbench             {p['bookings_per_second']:>9}   bookings/s = {p['transactions_per_second']} transactions/s"
+        f" ÷ 2 (fixed SQL: per booking 2 transactions of SELECT … FOR UPDATE, UPDATE, audit INSERT;"
+        f" {p['clients']} clients, {p['failed']} failed; rounds {', '.join(str(r) for r in p['rounds'])})",
+        f"ratio               {report['ratio_to_pgbench']:>9}   (bookings/s ÷ pgbench's bookings/s)",
+        "",
+        "CPU per booking, ms   PostgreSQL  web server  client  Redis   total   cores busy  elsewhere"
+        "  other DBs' transactions",
+        _cpu_line("bookings (HTTP)", ub, "load_client", report["machine"]["cpus"]),
+        _cpu_line("pgbench", up, "pgbench", report["machine"]["cpus"]),
+        f"PostgreSQL's CPU per booking: {u['postgres_ratio']} × pgbench's (client: the load client, or pgbench;"
+        " elsewhere: CPU of other processes meanwhile; PostgreSQL's figure is the whole server's)",
+        "",
         f"contended           {c['seats']} seats, all sold exactly once: {c['sold_once']} "
         f"({c['lock_attempts']} lock attempts in {c['seconds']}s; lock p99 {c['lock']['p99_ms']} ms)",
         f"sweep               {s['released']} expired holds released in {s['seconds']}s "

@@ -1,0 +1,103 @@
+"""``python -m bench [options]`` (``make bench``): see docs/benchmark.md and ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def parser() -> argparse.ArgumentParser:
+    from .runner import Options  # imports nothing of the product yet: --help needs no database
+
+    o = Options()
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=(
+            "Benchmark the production web server on DATABASE_URL (PostgreSQL; use a database of its own): "
+            "bookings/s, lock/confirm latency and CPU per booking under concurrent clients, against pgbench "
+            "running the least SQL a row-locked, audited booking needs on the same tables, in turns; "
+            "a contended run, the seat map and the expiry sweep. See docs/benchmark.md."
+        ),
+    )
+    p.add_argument("--seats", type=int, default=o.seats, help="Seats of the booking event (and of pgbench's copy).")
+    p.add_argument("--clients", type=int, default=o.clients, help="Concurrent clients (users); pgbench's too.")
+    p.add_argument("--duration", type=float, default=o.duration, help="Measured seconds of bookings (and pgbench's).")
+    p.add_argument("--warmup", type=float, default=o.warmup, help="Unmeasured seconds before each round of bookings.")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=o.rounds,
+        help="Bookings and pgbench take turns this many times, each for duration / rounds.",
+    )
+    p.add_argument("--contended-seats", type=int, default=o.contended_seats, help="Seats all clients fight for.")
+    p.add_argument("--map-seats", type=int, default=o.map_seats, help="Seats of the seat map fetched.")
+    p.add_argument("--sweep-holds", type=int, default=o.sweep_holds, help="Expired holds the sweep releases.")
+    p.add_argument("--server-cmd", default=None, help="Instead of the Procfile's web: line.")
+    p.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="Extra server environment (repeat)."
+    )
+    p.add_argument("--workdir", default=None, help="Where logs and the report go (a temporary folder).")
+    p.add_argument("--keep", action="store_true", help="Keep the benchmark's events afterwards.")
+    p.add_argument("--json", default=None, help="Also write the report as JSON to this file.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        server_env = dict(item.split("=", 1) for item in args.server_env)
+    except ValueError:
+        p.error("--server-env takes NAME=VALUE")
+    if args.clients < 1 or args.rounds < 1 or args.seats < args.clients * args.rounds or args.duration <= 0:
+        p.error("need at least one client and round, a seat per client and round, and a positive duration")
+
+    # The product's settings, as its own processes load them. This process serves and signs
+    # nothing, so a key of its own will do where none is set (the settings refuse to start
+    # without one unless DEBUG=true); the server gets a fresh one of its own anyway.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+
+    from . import runner
+
+    options = runner.Options(
+        seats=args.seats,
+        clients=args.clients,
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        contended_seats=args.contended_seats,
+        map_seats=args.map_seats,
+        sweep_holds=args.sweep_holds,
+        server_cmd=args.server_cmd,
+        server_env=server_env,
+        keep=args.keep,
+        workdir=args.workdir,
+    )
+    try:
+        report = runner.run(options, command_line=shlex.join(["python", "-m", "bench", *argv]))
+    except RuntimeError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    print(runner.format_report(report), flush=True)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(report, handle, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

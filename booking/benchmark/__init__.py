@@ -1,1 +1,0 @@
-"""The load benchmark (``python manage.py benchmark``): see :mod:`booking.benchmark.runner`."""
