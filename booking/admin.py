@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -37,6 +38,7 @@ from .models import (
     Event,
     Seat,
     SeatEvent,
+    SeatQuerySet,
     SeatStatus,
     hold_is_live,
     is_available_now,
@@ -129,10 +131,10 @@ class EventAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.fieldsets
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def save_model(self, request, obj, form, change):
         # The admin's change view runs in one transaction: event and block, or neither.
@@ -200,7 +202,9 @@ class EventAdmin(admin.ModelAdmin):
         """Add a block of seats (rows × numbers) to an event, all or nothing."""
         event = self.get_object(request, object_id)
         if event is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+            return self._get_obj_does_not_exist_redirect(  # type: ignore[attr-defined]  # Django's own
+                request, self.opts, object_id
+            )
         if not (self.has_change_permission(request, event) and request.user.has_perm("booking.add_seat")):
             raise PermissionDenied
         form = SeatingBlockForm(request.POST or None, event=event)
@@ -223,7 +227,11 @@ class EventAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "original": event,
             "form": form,
-            "adminform": helpers.AdminForm(form, [(None, {"fields": ["rows", "seats_per_row", "first_number"]})], {}),
+            "adminform": helpers.AdminForm(
+                form,  # type: ignore[arg-type]  # a plain form renders as a model form does here
+                [(None, {"fields": ["rows", "seats_per_row", "first_number"]})],
+                {},
+            ),
             "has_view_permission": True,
         }
         return TemplateResponse(request, "admin/booking/event/seating_block.html", context)
@@ -309,7 +317,8 @@ class SeatAdmin(admin.ModelAdmin):
     add_fieldsets = ((None, {"fields": ("event", "label", "row", "number")}),)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_live_status().annotate(db_now=Now())
+        seats = cast(SeatQuerySet, super().get_queryset(request))  # Seat's manager makes them
+        return seats.with_live_status().annotate(db_now=Now())
 
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.fieldsets

@@ -1,6 +1,7 @@
 """Row ranges for seating blocks: ``A-J``, ``AA-AZ``, ``A`` or ``1-12``."""
 
 import re
+from collections.abc import Callable
 
 MAX_ROWS = 2000
 MAX_SEATS_PER_ROW = 2000
@@ -32,7 +33,7 @@ def parse_row_range(text: str) -> list[str]:
     start, end = start.strip(), (end.strip() if sep else start.strip())
     if _LETTERS.match(start) and _LETTERS.match(end):
         first, last = _letters_to_index(start), _letters_to_index(end)
-        to_name = _index_to_letters
+        to_name: Callable[[int], str] = _index_to_letters
     elif _DIGITS.match(start) and _DIGITS.match(end):
         first, last = int(start), int(end)
         to_name = str

@@ -8,6 +8,7 @@ when no sweep has run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +61,7 @@ def event_status_counts(prefix: str = "seats__") -> dict[str, Count]:
     }
 
 
-def _event_payload(row: dict[str, Any]) -> dict[str, Any]:
+def _event_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     payload = {
         "id": row["id"],
         "name": row["name"],

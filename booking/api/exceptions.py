@@ -1,6 +1,6 @@
 """One exception handler: every API error has the spec's shape ``{code, detail, seats?}``."""
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError
@@ -25,7 +25,7 @@ _DRF_CODES = (
 
 
 def error_body(code: str, detail: str, seats: list[int] | None = None) -> dict:
-    body = {"code": code, "detail": detail}
+    body: dict[str, Any] = {"code": code, "detail": detail}
     if seats is not None:
         body["seats"] = seats
     return body
@@ -56,8 +56,8 @@ def describe_error(exc) -> ApiError | None:
     """The answer to an exception raised while serving an API request; None for one that is
     not an API error (a bug: Django's handler answers 500)."""
     if isinstance(exc, BookingError):
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else {}
-        return ApiError(exc.status, error_body(exc.code, exc.detail, exc.seats), headers)
+        retry = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else {}
+        return ApiError(exc.status, error_body(exc.code, exc.detail, exc.seats), retry)
     if isinstance(exc, DatabaseError):  # the database is down or a lock wait ran out
         return describe_error(Busy())
     if isinstance(exc, Http404):
@@ -73,11 +73,13 @@ def describe_error(exc) -> ApiError | None:
         detail = f"Malformed JSON: {exc.detail}"
     else:
         detail = str(exc.detail)
-    headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait) + 1)
+    headers: dict[str, str] = {}
+    auth_header = getattr(exc, "auth_header", None)  # NotAuthenticated, AuthenticationFailed
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
+    wait = getattr(exc, "wait", None)  # Throttled
+    if wait:
+        headers["Retry-After"] = str(int(wait) + 1)
     return ApiError(exc.status_code, error_body(code, detail), headers)
 
 

@@ -76,7 +76,7 @@ class HolderQuerySerializer(serializers.Serializer):
 class SeatSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     event = serializers.IntegerField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
     row = serializers.CharField()
     number = serializers.IntegerField()
     status = serializers.ChoiceField(choices=SeatStatus.values)

@@ -66,7 +66,7 @@ reservations = _Reservations()
 
 def _redis_client(cache: RedisCache, key: str):
     """A redis-py client kept on Django's Redis cache client (Django makes one per call)."""
-    backend = cache._cache  # Django's RedisCacheClient: its connection pool
+    backend = cache._cache  # type: ignore[attr-defined]  # Django's RedisCacheClient: its connection pool
     client = getattr(backend, "booking_throttle_client", None)
     if client is None:
         client = backend.booking_throttle_client = backend.get_client(key, write=True)
@@ -102,6 +102,9 @@ def _allow(cache, key: str, window: int, seconds: int, limit: int) -> bool:
 
 class FixedWindowThrottle(throttling.SimpleRateThrottle):
     wait_seconds: float = 0.0
+    # Set by SimpleRateThrottle.__init__ from the rate (``6000/minute``: 6000 and 60).
+    num_requests: int
+    duration: int
 
     def allow_request(self, request, view):
         if self.rate is None:

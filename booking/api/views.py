@@ -1,6 +1,7 @@
 """Thin views: validate input, call one service or selector, render the result."""
 
 import time
+from collections.abc import Callable
 
 from django.db import connection
 from django.http import HttpResponse
@@ -52,7 +53,7 @@ class SeatsWriteView(APIView):
     """Shared shape of lock, confirm and unlock; each subclass names its service."""
 
     permission_classes = [IsAuthenticated]
-    service = None
+    service: Callable[..., services.SeatsResult]
     conflict_codes: tuple[str, ...] = ()
 
     def post(self, request):

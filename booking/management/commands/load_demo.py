@@ -30,15 +30,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         with transaction.atomic():
-            event = Event.objects.filter(name=DEMO_EVENT_NAME).order_by("pk").first()
-            created = event is None
-            if created:
-                event = event_create_with_seats(
-                    name=DEMO_EVENT_NAME,
-                    starts_at=timezone.now() + timedelta(days=30),
-                    rows=DEMO_ROWS,
-                    seats_per_row=DEMO_SEATS_PER_ROW,
-                )
+            existing = Event.objects.filter(name=DEMO_EVENT_NAME).order_by("pk").first()
+            created = existing is None
+            event = existing or event_create_with_seats(
+                name=DEMO_EVENT_NAME,
+                starts_at=timezone.now() + timedelta(days=30),
+                rows=DEMO_ROWS,
+                seats_per_row=DEMO_SEATS_PER_ROW,
+            )
             tokens = {
                 username: ensure_api_user(
                     username, hold_for_others=for_others, password=_password_unless_set(username, password)
