@@ -7,18 +7,29 @@ embedded run: SQLite in ./var, no servers needed.
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(environ.Env().str("BOOKING_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 env = environ.Env(
-    DEBUG=(bool, True),
+    DEBUG=(bool, False),
     ALLOWED_HOSTS=(list, ["localhost", "127.0.0.1", "[::1]", "testserver"]),
 )
 
+# Off unless asked for: `make run` and the test suite (tests/settings.py) set DEBUG=true.
 DEBUG = env("DEBUG")
-SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-change-me-in-production-0123456789")
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set the SECRET_KEY environment variable to a long random string, "
+            "generated once and kept secret (e.g. export SECRET_KEY=\"$(python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))')\"), or set DEBUG=true for a development run."
+        )
+    # Development only (DEBUG=true): a fixed key, so sessions survive a restart.
+    SECRET_KEY = "dev-only-insecure-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -119,6 +130,12 @@ else:
     _options = _db.setdefault("OPTIONS", {})
     # Bounds every row-lock wait; the API turns the error into 503 busy.
     _options["options"] = f"-c lock_timeout={BOOKING_LOCK_TIMEOUT_MS}"
+    # psycopg's own prepared statements: parameters bound by the server, and a statement run
+    # DATABASE_PREPARE_THRESHOLD times on a connection prepared there (protocol-level, which
+    # PgBouncer 1.21+ tracks with max_prepared_statements). Measured in docs/benchmark.md.
+    if env.bool("DATABASE_SERVER_SIDE_BINDING", default=False):
+        _options["server_side_binding"] = True
+        _options["prepare_threshold"] = env.int("DATABASE_PREPARE_THRESHOLD", default=5)
     if env.bool("DATABASE_POOL", default=False):
         _options["pool"] = {
             "min_size": env.int("DATABASE_POOL_MIN", default=2),

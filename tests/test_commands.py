@@ -70,6 +70,21 @@ def test_create_api_user_rights():
     assert not Token.objects.get(user__username="plain").user.has_perm("booking.hold_for_others")
 
 
+def test_create_api_user_staff_alone_runs_the_box_office_but_may_not_act_for_others():
+    run("create_api_user", "clerk", "--staff")
+    user = Token.objects.get(user__username="clerk").user
+    assert user.is_staff
+    for permission in ("view_event", "add_event", "change_event", "view_seat", "add_seat", "change_seat"):
+        assert user.has_perm(f"booking.{permission}"), permission
+    assert user.has_perm("booking.view_seatevent")
+    assert not user.has_perm("booking.change_seatevent")
+    assert not user.has_perm("booking.delete_seat")
+    assert not user.has_perm("booking.hold_for_others")
+    run("create_api_user", "clerk", "--hold-for-others")
+    user = Token.objects.get(user__username="clerk").user
+    assert user.has_perm("booking.hold_for_others")
+
+
 def test_numbered_rows_get_distinct_labels():
     event = Event.objects.get(pk=int(run("create_event", "Numbered", "--rows", "1-12", "--seats-per-row", "20")))
     assert event.seats.count() == 240

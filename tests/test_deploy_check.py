@@ -1,4 +1,5 @@
-"""Production settings pass Django's deployment checklist with exactly the README's production environment."""
+"""Production settings pass Django's deployment checklist with exactly the documented production
+environment (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,26 @@ import subprocess
 
 from .processes import BIN, REPO
 
+DOC = REPO / "docs" / "operations.md"
 MARKER = "<!-- production-env -->"
 
 
-def readme_production_env() -> str:
-    """The shell block that follows the README's production-env marker."""
-    text = (REPO / "README.md").read_text()
-    assert MARKER in text, "README has no production environment block"
+def documented_production_env() -> str:
+    """The shell block that follows the production-env marker in docs/operations.md."""
+    text = DOC.read_text()
+    assert MARKER in text, f"{DOC} has no production environment block"
     match = re.search(r"```sh\n(.*?)```", text[text.index(MARKER) :], re.DOTALL)
     assert match, "no ```sh block after the production-env marker"
     return match.group(1)
 
 
-def test_check_deploy_passes_with_the_readmes_production_environment(tmp_path):
-    block = readme_production_env()
+def test_check_deploy_passes_with_the_documented_production_environment(tmp_path):
+    block = documented_production_env()
     assert "DEBUG=false" in block and "SECRET_KEY=" in block
     done = subprocess.run(
         ["bash", "-c", f"set -euo pipefail\n{block}\nexec python manage.py check --deploy --fail-level WARNING"],
         cwd=REPO,
-        # Nothing from this machine's environment: only the README's block counts.
+        # Nothing from this machine's environment: only the documented block counts.
         env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "BOOKING_VAR_DIR": str(tmp_path / "var")},
         capture_output=True,
         text=True,
@@ -36,11 +38,16 @@ def test_check_deploy_passes_with_the_readmes_production_environment(tmp_path):
 
 
 def test_without_the_production_environment_check_deploy_warns(tmp_path):
-    """The control: the embedded defaults (DEBUG on, the dev key) fail the same check."""
+    """The control: the embedded run's settings (DEBUG=true, the dev key) fail the same check."""
     done = subprocess.run(
         [str(BIN / "python"), "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=REPO,
-        env={"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(tmp_path), "BOOKING_VAR_DIR": str(tmp_path / "var")},
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "BOOKING_VAR_DIR": str(tmp_path / "var"),
+            "DEBUG": "true",
+        },
         capture_output=True,
         text=True,
         timeout=120,

@@ -4,13 +4,31 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+#: What the box office needs in the admin (booking app, codenames): events and seats to see,
+#: add (an event, a seating block) and change; the audit trail to read (nobody may change it).
+#: Not booking.hold_for_others: acting for other holders, in the API or through the admin's
+#: seat actions, is granted on its own (--hold-for-others).
+STAFF_PERMISSIONS = (
+    "view_event",
+    "add_event",
+    "change_event",
+    "view_seat",
+    "add_seat",
+    "change_seat",
+    "view_seatevent",
+)
+
 
 class Command(BaseCommand):
     help = "Create an API user (or reuse one) and print its token last."
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--staff", action="store_true", help="May sign in to the admin.")
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="May sign in to the admin and manage events and seats (not act for other holders).",
+        )
         parser.add_argument("--hold-for-others", action="store_true", help="Grant booking.hold_for_others.")
         parser.add_argument("--password", default=None, help="Set a password (for the seat-map page and admin).")
 
@@ -33,7 +51,9 @@ def ensure_api_user(
             user.is_staff = True
         user.save()
         if staff:
-            user.user_permissions.add(*Permission.objects.filter(content_type__app_label="booking"))
+            user.user_permissions.add(
+                *Permission.objects.filter(content_type__app_label="booking", codename__in=STAFF_PERMISSIONS)
+            )
         if hold_for_others:
             user.user_permissions.add(
                 Permission.objects.get(content_type__app_label="booking", codename="hold_for_others")

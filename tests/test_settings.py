@@ -1,0 +1,66 @@
+"""Safe defaults: DEBUG is off unless asked for, and a start without DEBUG refuses without
+SECRET_KEY, saying how to set it; a development run (DEBUG=true) needs neither."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .processes import BIN, REPO
+
+
+def manage_check(tmp_path, **environment: str) -> subprocess.CompletedProcess:
+    """`manage.py check` with only ``environment`` (nothing from this machine's or the test run's)."""
+    return subprocess.run(
+        [str(BIN / "python"), "manage.py", "check"],
+        cwd=REPO,
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "BOOKING_VAR_DIR": str(tmp_path / "var"),
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("debug", [{}, {"DEBUG": "false"}], ids=["DEBUG unset", "DEBUG=false"])
+def test_a_non_debug_start_without_secret_key_refuses_and_says_how_to_set_it(tmp_path, debug):
+    done = manage_check(tmp_path, **debug)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "ImproperlyConfigured" in output
+    assert "SECRET_KEY is not set. Set the SECRET_KEY environment variable" in output
+    assert "DEBUG=true" in output
+
+
+def test_a_non_debug_start_with_secret_key_starts(tmp_path):
+    done = manage_check(tmp_path, DEBUG="false", SECRET_KEY="a-long-random-secret-for-this-test-only-0123456789-abcdef")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_development_start_needs_no_secret_key(tmp_path):
+    done = manage_check(tmp_path, DEBUG="true")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_debug_defaults_to_false(tmp_path):
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", "from django.conf import settings; print(settings.DEBUG)"],
+        cwd=REPO,
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "BOOKING_VAR_DIR": str(tmp_path / "var"),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": "a-long-random-secret-for-this-test-only-0123456789-abcdef",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "False"
