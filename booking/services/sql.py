@@ -1,10 +1,12 @@
-"""The SQL written by hand: only what the ORM cannot say.
+"""The SQL written by hand: only what the ORM cannot say (an advisory lock, the sweep's statement).
 
 Each statement runs through Django's ``connection.cursor()`` (query logging,
 ``execute_wrapper``, error translation) inside the caller's ``atomic`` block.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.db import connection, transaction
 
@@ -28,3 +30,52 @@ def lock_holder(holder: str) -> None:
         raise transaction.TransactionManagementError("lock_holder() must run inside atomic()")
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_HOLDER, ["booking-holder:" + holder])
+
+
+# The sweep's batch as one statement: lock the expired holds (skipping rows that a lock
+# request holds: it records that expiry itself), free them, write their audit rows, and
+# return them with their old holder. The ORM has no data-modifying CTE, and its three
+# statements (the rows, one UPDATE of 10 000 ids, 10 000 audit rows built as model
+# instances) took 5x as long (measured: 100 000 holds in 9.8 s against about 2 s).
+# The UPDATE finds its rows by primary key (= ANY(ARRAY(...))), not by a hash join.
+_RELEASE_EXPIRED = """
+WITH expired AS (
+    SELECT id, locked_by, lock_expires_at
+    FROM booking_seat
+    WHERE status = 'locked' AND lock_expires_at <= STATEMENT_TIMESTAMP() {extra}
+    ORDER BY id
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), released AS (
+    UPDATE booking_seat AS s
+    SET status = 'available', locked_by = '', locked_at = NULL, lock_expires_at = NULL, version = s.version + 1
+    WHERE s.id = ANY(ARRAY(SELECT id FROM expired))
+    RETURNING s.id, s.event_id, s.label, s.row, s.number, s.version
+), freed AS (
+    SELECT r.id, r.event_id, r.label, r.row, r.number, r.version, e.locked_by, e.lock_expires_at
+    FROM released AS r JOIN expired AS e ON e.id = r.id
+), audit AS (
+    INSERT INTO booking_seatevent (seat_id, event_id, action, holder, created_at)
+    SELECT id, event_id, 'expired', locked_by, STATEMENT_TIMESTAMP() FROM freed
+)
+SELECT id, event_id, label, row, number, version, locked_by, lock_expires_at FROM freed ORDER BY id
+"""
+#: The freed seats: their new version, and the hold that expired.
+RELEASED_COLUMNS = ("id", "event_id", "label", "row", "number", "version", "locked_by", "lock_expires_at")
+
+
+def release_expired_batch(*, batch: int, event_id: int | None, seat_ids: list[int] | None) -> list[dict[str, Any]]:
+    """Free up to ``batch`` expired holds (PostgreSQL), with their audit rows; the freed seats."""
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("release_expired_batch() must run inside atomic()")
+    extra = ""
+    params: dict[str, Any] = {"batch": batch}
+    if event_id is not None:
+        extra += " AND event_id = %(event_id)s"
+        params["event_id"] = event_id
+    if seat_ids is not None:
+        extra += " AND id = ANY(%(seat_ids)s)"
+        params["seat_ids"] = seat_ids
+    with connection.cursor() as cursor:
+        cursor.execute(_RELEASE_EXPIRED.format(extra=extra), params)
+        return [dict(zip(RELEASED_COLUMNS, values, strict=True)) for values in cursor.fetchall()]
