@@ -20,7 +20,7 @@ from .representations import SEAT_COLUMNS, iso, seat_payloads
 
 
 def _seat_rows(queryset: SeatQuerySet) -> list[dict[str, Any]]:
-    return seat_payloads(queryset.with_live_status().values(*SEAT_COLUMNS))
+    return seat_payloads(queryset.with_live_status().values_list(*SEAT_COLUMNS))
 
 
 def seats_list(*, event_id: int | None = None, status: str | None = None) -> list[dict[str, Any]]:
@@ -43,11 +43,10 @@ def event_seat_snapshot(*, event_id: int) -> tuple[list[dict[str, Any]], datetim
     For the live map's first message: one query (a second only for an event
     without seats). It never waits for a write lock.
     """
-    rows = list(
-        Seat.objects.filter(event_id=event_id).order_by("pk").with_live_status().values(*SEAT_COLUMNS, db_now=Now())
-    )
+    seats = Seat.objects.filter(event_id=event_id).order_by("pk").with_live_status()
+    rows = list(seats.values_list(*SEAT_COLUMNS, Now()))
     if rows:
-        return seat_payloads(rows), rows[0]["db_now"]
+        return seat_payloads(row[:-1] for row in rows), rows[0][-1]
     event = Event.objects.filter(pk=event_id).values(db_now=Now()).first()
     return ([], event["db_now"]) if event else None
 

@@ -17,7 +17,7 @@ from django.db.models import OuterRef, Subquery
 from .. import conf
 from ..errors import HoldExpired, NotLockedByYou, SeatBooked, SeatLocked, TooManyHolds
 from ..models import Seat, SeatAction, SeatEvent, SeatStatus
-from ..representations import seat_payloads
+from ..representations import seat_payloads, seat_values
 from .expiry import log_expiry
 from .pipeline import (
     AVAILABLE,
@@ -101,7 +101,7 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> Se
     first_expiry = min(row["live_expires_at"] for row in rows)
     return SeatsResult(
         holder=holder,
-        seats=seat_payloads(rows),
+        seats=seat_payloads(map(seat_values, rows)),
         lock_expires_at=first_expiry,
         expires_in_seconds=round((first_expiry - now).total_seconds(), 3),
     )
@@ -152,7 +152,7 @@ def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor: Any = None) ->
         mark_written(to_book, live_status=SeatStatus.BOOKED)
         save_audit(audit_rows(to_book, SeatAction.BOOKED, actor=actor, holder=holder))
         push_after_commit(to_book)
-    return SeatsResult(holder=holder, seats=seat_payloads(rows))
+    return SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)))
 
 
 def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> SeatsResult:
@@ -175,4 +175,4 @@ def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> 
         mark_written(to_release, live_status=SeatStatus.AVAILABLE)
         save_audit(audit_rows(to_release, SeatAction.UNLOCKED, actor=actor, holder=holder))
         push_after_commit(to_release)
-    return SeatsResult(holder=holder, seats=seat_payloads(rows))
+    return SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)))

@@ -42,7 +42,7 @@ from ..errors import (
 )
 from ..live import publish_seat_changes
 from ..models import Seat, SeatEvent, SeatStatus, hold_is_live
-from ..representations import SEAT_COLUMNS, seat_payloads
+from ..representations import SEAT_COLUMNS, seat_payloads, seat_values
 from . import sql
 
 logger = logging.getLogger("booking.services")
@@ -207,5 +207,5 @@ def save_audit(audit: list[AuditRow]) -> None:
 def push_after_commit(rows: list[dict[str, Any]]) -> None:
     """Push the seats' new state to live clients once the transaction commits (never if it rolls back)."""
     if rows:
-        payloads = seat_payloads(rows)
+        payloads = seat_payloads(map(seat_values, rows))
         transaction.on_commit(lambda: publish_seat_changes(payloads))
