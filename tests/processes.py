@@ -222,3 +222,21 @@ def running_web_servers(count: int, **kwargs) -> Iterator[list[str]]:
     finally:
         for server in started:
             server.stop()
+
+
+def run_with_only(tmp_path, args: list[str], **environment: str) -> subprocess.CompletedProcess:
+    """Run ``args`` in the repository with only ``environment`` (nothing from this machine's or
+    the test run's), the venv's tools first on the PATH and a var folder of its own."""
+    return subprocess.run(
+        args,
+        cwd=REPO,
+        env={
+            "PATH": f"{BIN}:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "BOOKING_VAR_DIR": str(tmp_path / "var"),
+            **environment,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

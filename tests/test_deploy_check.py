@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from .processes import BIN, REPO
+from .processes import BIN, REPO, run_with_only
 
 DOC = REPO / "docs" / "operations.md"
 MARKER = "<!-- production-env -->"
@@ -39,18 +39,8 @@ def test_check_deploy_passes_with_the_documented_production_environment(tmp_path
 
 def test_without_the_production_environment_check_deploy_warns(tmp_path):
     """The control: the embedded run's settings (DEBUG=true, the dev key) fail the same check."""
-    done = subprocess.run(
-        [str(BIN / "python"), "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=REPO,
-        env={
-            "PATH": f"{BIN}:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "BOOKING_VAR_DIR": str(tmp_path / "var"),
-            "DEBUG": "true",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_with_only(
+        tmp_path, [str(BIN / "python"), "manage.py", "check", "--deploy", "--fail-level", "WARNING"], DEBUG="true"
     )
     assert done.returncode != 0
     assert "security.W018" in done.stdout + done.stderr  # DEBUG

@@ -7,24 +7,12 @@ import subprocess
 
 import pytest
 
-from .processes import BIN, REPO
+from .processes import BIN, run_with_only
 
 
 def manage_check(tmp_path, **environment: str) -> subprocess.CompletedProcess:
-    """`manage.py check` with only ``environment`` (nothing from this machine's or the test run's)."""
-    return subprocess.run(
-        [str(BIN / "python"), "manage.py", "check"],
-        cwd=REPO,
-        env={
-            "PATH": f"{BIN}:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "BOOKING_VAR_DIR": str(tmp_path / "var"),
-            **environment,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """`manage.py check` with only ``environment``."""
+    return run_with_only(tmp_path, [str(BIN / "python"), "manage.py", "check"], **environment)
 
 
 @pytest.mark.parametrize("debug", [{}, {"DEBUG": "false"}], ids=["DEBUG unset", "DEBUG=false"])
@@ -48,19 +36,11 @@ def test_a_development_start_needs_no_secret_key(tmp_path):
 
 
 def test_debug_defaults_to_false(tmp_path):
-    done = subprocess.run(
+    done = run_with_only(
+        tmp_path,
         [str(BIN / "python"), "-c", "from django.conf import settings; print(settings.DEBUG)"],
-        cwd=REPO,
-        env={
-            "PATH": f"{BIN}:/usr/bin:/bin",
-            "HOME": str(tmp_path),
-            "BOOKING_VAR_DIR": str(tmp_path / "var"),
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "SECRET_KEY": "a-long-random-secret-for-this-test-only-0123456789-abcdef",
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        SECRET_KEY="a-long-random-secret-for-this-test-only-0123456789-abcdef",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "False"
