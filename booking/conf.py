@@ -39,3 +39,8 @@ def sweep_batch() -> int:
 def sweep_workers() -> int:
     """Concurrent sweeps of one beat run (PostgreSQL); 1 runs batches one after another."""
     return max(1, getattr(settings, "BOOKING_SWEEP_WORKERS", 1))
+
+
+def cancel_cutoff_seconds() -> int:
+    """How long before its event starts a holder can no longer cancel a booking."""
+    return getattr(settings, "BOOKING_CANCEL_CUTOFF_SECONDS", 0)

@@ -56,3 +56,23 @@ class Busy(BookingError):
     code, status = "busy", 503
     default_detail = "The seats are busy; retry shortly."
     retry_after = 1
+
+
+class BookingNotFound(BookingError):
+    code, status = "booking_not_found", 404
+    default_detail = "No such booking."
+
+
+class SeatNotInBooking(BookingError):
+    code, status = "seat_not_in_booking", 409
+    default_detail = "The seat is not part of this booking."
+
+
+class BookingCancelled(BookingError):
+    code, status = "booking_cancelled", 409
+    default_detail = "Nothing is left to cancel in this booking."
+
+
+class CancelWindowClosed(BookingError):
+    code, status = "cancel_window_closed", 409
+    default_detail = "This booking can no longer be cancelled: the event starts too soon."

@@ -114,6 +114,11 @@ class Seat(models.Model):
     lock_expires_at = models.DateTimeField(null=True, blank=True)
     booked_by = models.CharField(max_length=150, blank=True, default="")
     booked_at = models.DateTimeField(null=True, blank=True)
+    # The booking a booked seat belongs to; a seat cancelled from it leaves (its history stays
+    # with the booking, in the audit rows). Indexed by seat_booking_idx.
+    booking = models.ForeignKey(
+        "Booking", null=True, blank=True, on_delete=models.PROTECT, related_name="seats", db_index=False
+    )
     version = models.PositiveBigIntegerField(
         default=0,
         editable=False,
@@ -136,6 +141,12 @@ class Seat(models.Model):
                 name="seat_booked_has_holder",
                 condition=~Q(status=SeatStatus.BOOKED) | (~Q(booked_by="") & Q(booked_at__isnull=False)),
             ),
+            # A booked seat belongs to exactly one booking, and only a booked seat belongs to one.
+            models.CheckConstraint(
+                name="seat_booked_has_booking",
+                condition=Q(status=SeatStatus.BOOKED, booking__isnull=False)
+                | (~Q(status=SeatStatus.BOOKED) & Q(booking__isnull=True)),
+            ),
             models.CheckConstraint(
                 name="seat_available_has_no_holder",
                 condition=~Q(status=SeatStatus.AVAILABLE) | (Q(locked_by="") & Q(booked_by="")),
@@ -151,6 +162,8 @@ class Seat(models.Model):
             # A holder's holds and bookings (/api/me/seats, the hold limit).
             models.Index(fields=["locked_by", "event"], name="seat_holder_idx", condition=Q(status=SeatStatus.LOCKED)),
             models.Index(fields=["booked_by", "event"], name="seat_booker_idx", condition=Q(status=SeatStatus.BOOKED)),
+            # A booking's seats.
+            models.Index(fields=["booking"], name="seat_booking_idx", condition=Q(booking__isnull=False)),
         ]
         permissions = [("hold_for_others", "Can hold, book and release seats for any holder")]
 
@@ -164,9 +177,15 @@ class SeatAction(models.TextChoices):
     UNLOCKED = "unlocked", "unlocked"
     EXPIRED = "expired", "expired"
     BOOKED = "booked", "booked"
+    CANCELLED = "cancelled", "cancelled"
     ADMIN_RELEASED = "admin_released", "released by admin"
     ADMIN_BOOKED = "admin_booked", "booked by admin"
     ADMIN_CANCELLED = "admin_cancelled", "booking cancelled by admin"
+
+
+#: The audit actions that put a seat into a booking, and that take it out again.
+BOOKING_ACTIONS = (SeatAction.BOOKED, SeatAction.ADMIN_BOOKED)
+CANCEL_ACTIONS = (SeatAction.CANCELLED, SeatAction.ADMIN_CANCELLED)
 
 
 class SeatEvent(models.Model):
@@ -186,6 +205,11 @@ class SeatEvent(models.Model):
     )
     action = models.CharField(max_length=20, choices=SeatAction.choices)
     holder = models.CharField(max_length=150, blank=True, default="")
+    # The booking a "booked" or "cancelled" row is about: a booking's cancelled seats are
+    # those with a cancel row for it. Indexed where set (seatevent_booking_idx).
+    booking = models.ForeignKey(
+        "Booking", null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events", db_index=False
+    )
     # Indexed only where set (seatevent_actor_idx): the sweep's expiries have no actor.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
@@ -199,7 +223,41 @@ class SeatEvent(models.Model):
             models.Index(fields=["event", "-created_at"], name="seatevent_event_idx"),
             models.Index(fields=["holder"], name="seatevent_holder_idx"),
             models.Index(fields=["actor"], name="seatevent_actor_idx", condition=Q(actor__isnull=False)),
+            models.Index(fields=["booking"], name="seatevent_booking_idx", condition=Q(booking__isnull=False)),
         ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.seat_id} {self.holder}"
+
+
+class Booking(models.Model):
+    """What a confirm creates: the seats one holder booked together, with a reference.
+
+    ``reference`` is 8 characters of Crockford base32 (booking/references.py),
+    random, unique, stored upper case. Its seats now are ``seats`` (booked
+    seats point to it); those cancelled from it are in its audit rows.
+    """
+
+    reference = models.CharField(max_length=8, unique=True)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="bookings")
+    holder = models.CharField(max_length=150)
+    order_id = models.CharField(max_length=100, blank=True, default="", help_text="The shop's own id, if it gave one.")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A holder's bookings, newest first (/api/me/bookings).
+            models.Index(fields=["holder", "-created_at", "-id"], name="booking_holder_idx"),
+            # The box office finds a shop's order.
+            models.Index(fields=["order_id"], name="booking_order_idx", condition=~Q(order_id="")),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reference__regex=r"^[0-9A-HJKMNP-TV-Z]{8}$"), name="booking_reference_shape"
+            ),
+            models.CheckConstraint(condition=~Q(holder=""), name="booking_has_holder"),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference

@@ -12,3 +12,9 @@ def resolve_holder(user, user_id: str | None) -> str:
     if user.has_perm(HOLD_FOR_OTHERS):
         return user_id
     raise Forbidden(f"You act as '{user.get_username()}' and may not act for '{user_id}'.")
+
+
+def bookings_scope(user) -> str | None:
+    """Whose bookings a caller may see and cancel: None (anybody's, the box office) with
+    ``booking.hold_for_others``, else its own."""
+    return None if user.has_perm(HOLD_FOR_OTHERS) else user.get_username()

@@ -1,7 +1,7 @@
 """The one JSON shape of a seat, shared by the API, the live push, the snapshot and the admin."""
 
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -44,3 +44,23 @@ def seat_payloads(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
 
 #: A seat row read as a dict (``values(...)``) -> its :data:`SEAT_COLUMNS` values, in order.
 seat_values = operator.itemgetter(*SEAT_COLUMNS)
+
+
+#: Columns a booking payload is built from: ``Booking.objects.values(*BOOKING_COLUMNS)``.
+BOOKING_COLUMNS = ("id", "reference", "event_id", "holder", "order_id", "created_at")
+
+
+def booking_payload(
+    booking: Mapping[str, Any], seats: list[dict[str, Any]], cancelled_seats: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A booking as clients see it: ``confirmed`` while a seat is still booked in it."""
+    return {
+        "reference": booking["reference"],
+        "event": booking["event_id"],
+        "holder": booking["holder"],
+        "status": "confirmed" if seats else "cancelled",
+        "orderId": booking["order_id"] or None,
+        "createdAt": iso(booking["created_at"]),
+        "seats": seats,
+        "cancelledSeats": cancelled_seats,
+    }

@@ -8,15 +8,26 @@ when no sweep has run.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Now
 
-from .models import Event, Seat, SeatQuerySet, hold_is_live, is_available_now, is_booked
-from .representations import SEAT_COLUMNS, iso, seat_payloads
+from .models import (
+    CANCEL_ACTIONS,
+    Booking,
+    Event,
+    Seat,
+    SeatEvent,
+    SeatQuerySet,
+    hold_is_live,
+    is_available_now,
+    is_booked,
+)
+from .representations import BOOKING_COLUMNS, SEAT_COLUMNS, booking_payload, iso, seat_payloads
 
 
 def _seat_rows(queryset: SeatQuerySet) -> list[dict[str, Any]]:
@@ -98,3 +109,56 @@ def holder_seats(*, holder: str) -> list[dict[str, Any]]:
     """The holder's unexpired holds and bookings, across events."""
     queryset = Seat.objects.filter((hold_is_live() & Q(locked_by=holder)) | (is_booked() & Q(booked_by=holder)))
     return _seat_rows(queryset.order_by("event_id", "pk"))
+
+
+# --- Bookings -------------------------------------------------------------------
+
+
+def bookings_with_seats(bookings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Booking payloads for rows of ``BOOKING_COLUMNS``: their seats now, and those cancelled
+    from them, live; two queries for any number of bookings."""
+    ids = [booking["id"] for booking in bookings]
+    seats: dict[int, list[tuple]] = defaultdict(list)
+    for row in (
+        Seat.objects.filter(booking_id__in=ids)
+        .order_by("pk")
+        .with_live_status()
+        .values_list(*SEAT_COLUMNS, "booking_id")
+    ):
+        seats[row[-1]].append(row[:-1])
+    cancelled_ids: dict[int, set[int]] = defaultdict(set)
+    for booking_id, seat_id in SeatEvent.objects.filter(booking_id__in=ids, action__in=CANCEL_ACTIONS).values_list(
+        "booking_id", "seat_id"
+    ):
+        cancelled_ids[booking_id].add(seat_id)
+    cancelled_rows = {
+        row[0]: row
+        for row in Seat.objects.filter(pk__in=set().union(*cancelled_ids.values()))
+        .with_live_status()
+        .values_list(*SEAT_COLUMNS)
+    }
+    payloads = []
+    for booking in bookings:
+        # A seat cancelled and booked into this booking again (by the box office) is in it now.
+        current = {row[0] for row in seats[booking["id"]]}
+        gone = sorted(seat_id for seat_id in cancelled_ids[booking["id"]] if seat_id not in current)
+        payloads.append(
+            booking_payload(
+                booking, seat_payloads(seats[booking["id"]]), seat_payloads(cancelled_rows[i] for i in gone)
+            )
+        )
+    return payloads
+
+
+def booking_detail(*, reference: str, holder: str | None = None) -> dict[str, Any] | None:
+    """The booking with this (stored-form) reference; with ``holder``, only if it is theirs."""
+    bookings = Booking.objects.filter(reference=reference)
+    if holder is not None:
+        bookings = bookings.filter(holder=holder)
+    rows = list(bookings.values(*BOOKING_COLUMNS))
+    return bookings_with_seats(rows)[0] if rows else None
+
+
+def holder_bookings(*, holder: str) -> QuerySet[Booking]:
+    """The holder's bookings, newest first (a queryset, for the API's cursor pagination)."""
+    return Booking.objects.filter(holder=holder).order_by("-created_at", "-id")

@@ -36,7 +36,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # --- Production security (DEBUG=false) ------------------------------------------
 # The app servers sit behind a load balancer that terminates TLS and sets
 # X-Forwarded-Proto (it must overwrite any the client sent). `manage.py check
-# --deploy` passes with the README's production environment.
+# --deploy` passes with the production environment of docs/operations.md.
 if not DEBUG:
     if env.bool("SECURE_PROXY_SSL_HEADER", default=True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -49,12 +49,14 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
 
-# --- Booking rules (documented in the README) -------------------------------
+# --- Booking rules (documented in docs/operations.md) -----------------------
 BOOKING_HOLD_SECONDS = env.int("BOOKING_HOLD_SECONDS", default=60)
 # None: 10 x the event's hold_seconds.
 BOOKING_MAX_HOLD_SECONDS = env.int("BOOKING_MAX_HOLD_SECONDS", default=None)
 BOOKING_LOCK_TIMEOUT_MS = env.int("BOOKING_LOCK_TIMEOUT_MS", default=3000)
 BOOKING_MAX_HOLDS = env.int("BOOKING_MAX_HOLDS", default=10)
+# A holder may cancel a booking until this long before its event starts (the box office any time).
+BOOKING_CANCEL_CUTOFF_SECONDS = env.int("BOOKING_CANCEL_CUTOFF_SECONDS", default=0)
 BOOKING_SWEEP_SECONDS = env.float("BOOKING_SWEEP_SECONDS", default=5.0)
 BOOKING_SWEEP_BATCH = env.int("BOOKING_SWEEP_BATCH", default=10000)
 # Concurrent sweeps per beat run on PostgreSQL (each its own connection and rows).

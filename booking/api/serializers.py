@@ -61,6 +61,36 @@ class SeatsRequestSerializer(serializers.Serializer):
         return attrs
 
 
+class ConfirmRequestSerializer(SeatsRequestSerializer):
+    """Body of confirm: the seats (of one event), and optionally the shop's ``orderId``."""
+
+    orderId = StrictCharField(
+        required=False,
+        min_length=1,
+        max_length=100,
+        allow_blank=False,
+        help_text="The shop's own id for this order (1 to 100 characters), kept on the booking.",
+    )
+
+
+class CancelRequestSerializer(serializers.Serializer):
+    """Body of a booking's cancel: ``{}`` for the whole booking, or ``seatIds`` for some of its seats."""
+
+    seatIds = serializers.ListField(
+        child=_seat_id_field(),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_IDS_PER_REQUEST,
+        help_text=f"Some of the booking's seats (1 to {MAX_IDS_PER_REQUEST}, no duplicates); "
+        "without it, every seat it has.",
+    )
+
+    def validate_seatIds(self, ids):
+        if len(set(ids)) != len(ids):
+            raise serializers.ValidationError("seatIds has duplicates.")
+        return ids
+
+
 class SeatsQuerySerializer(serializers.Serializer):
     event = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(required=False, choices=SeatStatus.values)
@@ -125,3 +155,30 @@ class ErrorSerializer(serializers.Serializer):
 class HealthSerializer(serializers.Serializer):
     status = serializers.CharField()
     database = serializers.CharField()
+
+
+class BookingSerializer(serializers.Serializer):
+    reference = serializers.CharField(help_text="8 characters of Crockford base32; matched case-insensitively.")
+    event = serializers.IntegerField()
+    holder = serializers.CharField()
+    status = serializers.ChoiceField(choices=["confirmed", "cancelled"], help_text="confirmed while a seat is booked")
+    orderId = serializers.CharField(allow_null=True)
+    createdAt = serializers.DateTimeField()
+    seats = SeatSerializer(many=True, help_text="Its seats now.")
+    cancelledSeats = SeatSerializer(many=True, help_text="Seats cancelled from it, as they are now.")
+
+
+class ConfirmResultSerializer(SeatsResultSerializer):
+    booking = BookingSerializer()
+
+
+class CancelResultSerializer(serializers.Serializer):
+    holder = serializers.CharField()
+    seats = SeatSerializer(many=True, help_text="The seats this cancel made available.")
+    booking = BookingSerializer()
+
+
+class BookingPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = BookingSerializer(many=True)

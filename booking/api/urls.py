@@ -15,6 +15,10 @@ urlpatterns = [
     path("events/<id:pk>", views.EventDetailView.as_view(), name="event-detail"),
     path("events/<id:pk>/seats", views.EventSeatsView.as_view(), name="event-seats"),
     path("me/seats", views.MySeatsView.as_view(), name="my-seats"),
+    path("me/bookings", views.MyBookingsView.as_view(), name="my-bookings"),
+    # A reference as typed (any case, hyphens): the view normalizes it, or answers 404.
+    re_path(r"^bookings/(?P<reference>[^/]{1,40})$", views.BookingDetailView.as_view(), name="booking-detail"),
+    re_path(r"^bookings/(?P<reference>[^/]{1,40})/cancel$", views.BookingCancelView.as_view(), name="booking-cancel"),
     path("health", views.HealthView.as_view(), name="health"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),

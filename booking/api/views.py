@@ -6,15 +6,25 @@ from collections.abc import Callable
 from django.db import connection
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..permissions import resolve_holder
+from ..errors import BookingNotFound
+from ..permissions import bookings_scope, resolve_holder
+from ..references import normalize_reference
+from ..representations import BOOKING_COLUMNS
 from .exceptions import error_body
 from .renderers import dumps
 from .serializers import (
+    BookingPageSerializer,
+    BookingSerializer,
+    CancelRequestSerializer,
+    CancelResultSerializer,
+    ConfirmRequestSerializer,
+    ConfirmResultSerializer,
     ErrorSerializer,
     EventDetailSerializer,
     EventSerializer,
@@ -54,14 +64,20 @@ class SeatsWriteView(APIView):
 
     permission_classes = [IsAuthenticated]
     service: Callable[..., services.SeatsResult]
-    conflict_codes: tuple[str, ...] = ()
+    request_serializer: type[SeatsRequestSerializer] = SeatsRequestSerializer
 
     def post(self, request):
-        data = SeatsRequestSerializer(data=request.data)
+        data = self.request_serializer(data=request.data)
         data.is_valid(raise_exception=True)
         holder = resolve_holder(request.user, data.validated_data.get("userId"))
-        result = type(self).service(seat_ids=data.validated_data["seat_ids"], holder=holder, actor=request.user)
+        result = type(self).service(
+            seat_ids=data.validated_data["seat_ids"], holder=holder, actor=request.user, **self.service_options(data)
+        )
         return Response(seats_result_body(result))
+
+    def service_options(self, data: SeatsRequestSerializer) -> dict:
+        """The service's arguments beyond seats, holder and actor."""
+        return {}
 
 
 def seats_result_body(result: services.SeatsResult) -> dict:
@@ -71,16 +87,20 @@ def seats_result_body(result: services.SeatsResult) -> dict:
         body["lockExpiresAt"] = result.lock_expires_at
         body["expiresInSeconds"] = result.expires_in_seconds
     body["seats"] = result.seats
+    if result.booking is not None:
+        body["booking"] = result.booking
     return body
 
 
-def _write_schema(summary: str, description: str, conflicts: dict[str, str]):
+def _write_schema(
+    summary: str, description: str, conflicts: dict[str, str], *, request=SeatsRequestSerializer, answer=None
+):
     return extend_schema(
         summary=summary,
         description=description,
-        request=SeatsRequestSerializer,
+        request=request,
         responses={
-            200: SeatsResultSerializer,
+            200: answer or SeatsResultSerializer,
             **_COMMON_WRITE_ERRORS,
             409: _error(" ".join(conflicts.values()), *conflicts),
         },
@@ -110,16 +130,23 @@ class LockView(SeatsWriteView):
 
 @_write_schema(
     "Book held seats",
-    "Book every seat the holder holds unexpired, or none. Seats the holder already booked "
-    "count as done, so a retry gets the same answer.",
+    "Book every seat the holder holds unexpired, or none, as one booking with a reference; the "
+    "seats must be of one event (else 400 `invalid`). Seats the holder already booked count as "
+    "done, so a retry gets the same answer and the same booking.",
     {
         "seat_booked": "`seat_booked`: someone else booked a seat.",
         "hold_expired": "`hold_expired`: the holder's hold ran out.",
         "not_locked_by_you": "`not_locked_by_you`: the holder does not hold a seat.",
     },
+    request=ConfirmRequestSerializer,
+    answer=ConfirmResultSerializer,
 )
 class ConfirmView(SeatsWriteView):
     service = staticmethod(services.seats_confirm)
+    request_serializer = ConfirmRequestSerializer
+
+    def service_options(self, data: SeatsRequestSerializer) -> dict:
+        return {"order_id": data.validated_data.get("orderId")}
 
 
 @_write_schema(
@@ -222,6 +249,118 @@ class MySeatsView(APIView):
         query.is_valid(raise_exception=True)
         holder = resolve_holder(request.user, query.validated_data.get("userId"))
         return Response({"holder": holder, "seats": selectors.holder_seats(holder=holder)})
+
+
+# --- Bookings -------------------------------------------------------------------
+
+_BOOKING_NOT_FOUND = _error(
+    "No booking with this reference that the caller may see (its holder, or `booking.hold_for_others`).",
+    "booking_not_found",
+)
+
+
+def _booking_reference(text: str) -> str:
+    """The stored form of a reference from the URL (any case, O for 0, I or L for 1)."""
+    reference = normalize_reference(text)
+    if reference is None:
+        raise BookingNotFound(f"No booking {text}.")
+    return reference
+
+
+class BookingDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="One booking",
+        description="Its holder sees it, and a caller with `booking.hold_for_others`; anyone else gets 404.",
+        responses={
+            200: BookingSerializer,
+            401: _error("No valid credentials.", "not_authenticated"),
+            404: _BOOKING_NOT_FOUND,
+            **_READ_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def get(self, request, reference: str):
+        booking = selectors.booking_detail(reference=_booking_reference(reference), holder=bookings_scope(request.user))
+        if booking is None:
+            raise BookingNotFound(f"No booking {reference}.")
+        return Response(booking)
+
+
+class BookingPagination(CursorPagination):
+    ordering = ("-created_at", "-id")
+    page_size = 20
+    page_size_query_param = "pageSize"
+    max_page_size = 100
+
+
+class MyBookingsView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="The caller's bookings, newest first",
+        description="Cursor-paginated: follow `next`. With `booking.hold_for_others`, `?userId=` names another "
+        "holder. `?pageSize=` from 1 to 100 (20).",
+        parameters=[HolderQuerySerializer],
+        responses={
+            200: BookingPageSerializer,
+            401: _error("No valid credentials.", "not_authenticated"),
+            403: _error("Asking for another holder without the permission.", "forbidden"),
+            **_READ_ERRORS,
+        },
+        tags=["bookings"],
+    )
+    def get(self, request):
+        query = HolderQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        holder = resolve_holder(request.user, query.validated_data.get("userId"))
+        paginator = BookingPagination()
+        page = paginator.paginate_queryset(selectors.holder_bookings(holder=holder), request, view=self)
+        rows = [{column: getattr(booking, column) for column in BOOKING_COLUMNS} for booking in page or []]
+        return paginator.get_paginated_response(selectors.bookings_with_seats(rows))
+
+
+class BookingCancelView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        summary="Cancel a booking, or some of its seats",
+        description="Each cancelled seat is available at once. The holder may cancel until "
+        "`BOOKING_CANCEL_CUTOFF_SECONDS` before the event starts; a caller with `booking.hold_for_others` "
+        "at any time. All or none.",
+        request=CancelRequestSerializer,
+        responses={
+            200: CancelResultSerializer,
+            400: _error("Malformed JSON, wrong-typed, empty, duplicated or over-long seatIds.", "invalid"),
+            401: _error("No valid credentials.", "not_authenticated"),
+            404: _BOOKING_NOT_FOUND,
+            409: _error(
+                "`seat_not_in_booking`: a seat was never part of this booking (`seats` names them); "
+                "`booking_cancelled`: nothing left to cancel; `cancel_window_closed`: too close to the event.",
+                "seat_not_in_booking",
+                "booking_cancelled",
+                "cancel_window_closed",
+            ),
+            429: _error("Too many requests; see `Retry-After`.", "throttled"),
+            503: _error("A row lock was not granted in time; retry after `Retry-After` seconds.", "busy"),
+        },
+        examples=[
+            OpenApiExample("The whole booking", value={}, request_only=True),
+            OpenApiExample("Some seats", value={"seatIds": [12]}, request_only=True),
+        ],
+        tags=["bookings"],
+    )
+    def post(self, request, reference: str):
+        data = CancelRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = services.booking_cancel(
+            reference=_booking_reference(reference),
+            holder=bookings_scope(request.user),
+            seat_ids=data.validated_data.get("seatIds"),
+            actor=request.user,
+        )
+        return Response({"holder": result.holder, "seats": result.seats, "booking": result.booking})
 
 
 class HealthView(APIView):

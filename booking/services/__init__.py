@@ -8,6 +8,7 @@ push after commit. The functions take plain arguments, raise
 """
 
 from .admin_actions import ADMIN_CHUNK, AdminResult, seats_admin_book, seats_admin_cancel, seats_admin_release
+from .bookings import BookingResult, booking_cancel
 from .events import event_create_with_seats, seats_add_block
 from .expiry import holds_release_expired, holds_release_expired_if_any
 from .holds import SeatsResult, seats_confirm, seats_lock, seats_unlock
@@ -15,6 +16,8 @@ from .holds import SeatsResult, seats_confirm, seats_lock, seats_unlock
 __all__ = [
     "ADMIN_CHUNK",
     "AdminResult",
+    "BookingResult",
+    "booking_cancel",
     "SeatsResult",
     "event_create_with_seats",
     "holds_release_expired",

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from ..errors import Busy, InvalidRequest, SeatNotFound
-from ..models import SeatAction, SeatStatus
+from ..models import Booking, SeatAction, SeatStatus
+from .bookings import booking_create
 from .expiry import log_expiry
 from .pipeline import (
     AVAILABLE,
@@ -44,6 +46,8 @@ class AdminResult:
 
     changed: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
+    #: The bookings the action made (booking for a holder).
+    references: list[str] = field(default_factory=list)
 
 
 def _clock(value: datetime | None) -> str:
@@ -121,10 +125,15 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
     if not holder or len(holder) > 150:
         raise InvalidRequest("A holder of 1 to 150 characters is needed.")
 
+    # One booking per event for the whole action, made by the first chunk that books a seat
+    # of that event; a later chunk adds to it once that chunk has committed.
+    bookings: dict[int, Booking] = {}
+
     def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
         to_book: list[dict[str, Any]] = []
         skipped: dict[int, str] = {}
         audit: list[AuditRow] = []
+        made: dict[int, Booking] = {}
         for row in rows:
             if row["live_status"] == SeatStatus.BOOKED:
                 skipped[row["id"]] = f"already {_describe(row)}"
@@ -132,19 +141,37 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
             if row["live_status"] == SeatStatus.LOCKED and not holds_live(row, holder):
                 skipped[row["id"]] = _describe(row)
                 continue
+            booking = bookings.get(row["event_id"]) or made.get(row["event_id"])
+            if booking is None:
+                booking = made[row["event_id"]] = booking_create(
+                    event_id=row["event_id"], holder=holder, order_id=None, created_at=now
+                )
             if is_expired_hold(row):
                 audit += audit_rows([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
                 log_expiry(row)
-            audit += audit_rows([row], SeatAction.ADMIN_BOOKED, actor=actor, holder=holder)
+            audit += audit_rows([row], SeatAction.ADMIN_BOOKED, actor=actor, holder=holder, booking_id=booking.pk)
+            row["booking_id"] = booking.pk
             to_book.append(row)
-        update_seats(
-            [row["id"] for row in to_book],
-            **{**AVAILABLE, "status": SeatStatus.BOOKED.value, "booked_by": holder, "booked_at": now},
-        )
+        for booking in {**bookings, **made}.values():
+            update_seats(
+                [row["id"] for row in to_book if row["booking_id"] == booking.pk],
+                **{
+                    **AVAILABLE,
+                    "status": SeatStatus.BOOKED.value,
+                    "booked_by": holder,
+                    "booked_at": now,
+                    "booking_id": booking.pk,
+                },
+            )
         save_audit(audit)
         mark_written(to_book, live_status=SeatStatus.BOOKED)
         push_after_commit(to_book)
+        transaction.on_commit(lambda: bookings.update(made))
         return [row["id"] for row in to_book], skipped
+
+    result = _run(seat_ids, apply)
+    result.references = sorted(booking.reference for booking in bookings.values())
+    return result
 
     return _run(seat_ids, apply)
 
@@ -157,7 +184,16 @@ def seats_admin_cancel(*, seat_ids: Sequence[int], actor: Any = None) -> AdminRe
         skipped = {
             row["id"]: f"not booked: {_describe(row)}" for row in rows if row["live_status"] != SeatStatus.BOOKED
         }
-        _free(booked, SeatAction.ADMIN_CANCELLED, actor)
+        update_seats([row["id"] for row in booked], **AVAILABLE)
+        save_audit(
+            [
+                audit
+                for row in booked
+                for audit in audit_rows([row], SeatAction.ADMIN_CANCELLED, actor=actor, booking_id=row["booking_id"])
+            ]
+        )
+        mark_written(booked, live_status=SeatStatus.AVAILABLE)
+        push_after_commit(booked)
         return [row["id"] for row in booked], skipped
 
     return _run(seat_ids, apply)

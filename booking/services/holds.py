@@ -15,9 +15,10 @@ from typing import Any
 from django.db.models import OuterRef, Subquery
 
 from .. import conf
-from ..errors import HoldExpired, NotLockedByYou, SeatBooked, SeatLocked, TooManyHolds
+from ..errors import HoldExpired, InvalidRequest, NotLockedByYou, SeatBooked, SeatLocked, TooManyHolds
 from ..models import Seat, SeatAction, SeatEvent, SeatStatus
-from ..representations import seat_payloads, seat_values
+from ..representations import booking_payload, seat_payloads, seat_values
+from .bookings import booking_create, booking_payload_of
 from .expiry import log_expiry
 from .pipeline import (
     AVAILABLE,
@@ -43,6 +44,7 @@ class SeatsResult:
     seats: list[dict[str, Any]]
     lock_expires_at: datetime | None = None
     expires_in_seconds: float | None = None
+    booking: dict[str, Any] | None = None
 
 
 def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> SeatsResult:
@@ -118,14 +120,19 @@ def _last_hold_expired(holder: str, seat_ids: list[int]) -> set[int]:
     )
 
 
-def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> SeatsResult:
-    """Book every seat that ``holder`` holds unexpired, or none.
+def seats_confirm(
+    *, seat_ids: Sequence[int], holder: str, actor: Any = None, order_id: str | None = None
+) -> SeatsResult:
+    """Book every seat that ``holder`` holds unexpired, or none, as one booking.
 
-    Seats the holder already booked count as done (a retried confirm gets the
-    same answer); a holder whose hold ran out gets ``hold_expired``.
+    The seats must be of one event. Seats the holder already booked count as
+    done: a retried confirm gets the same answer, with the same booking (the
+    newest among those seats'); a holder whose hold ran out gets ``hold_expired``.
     """
     with write_transaction():
         rows, now = lock_seat_rows(seat_ids)
+        if len({row["event_id"] for row in rows}) > 1:
+            raise InvalidRequest("The seats of one confirm must belong to one event: one booking is of one event.")
         errors = RuleErrors()
         to_book: list[dict[str, Any]] = []
         not_held: list[int] = []
@@ -145,14 +152,35 @@ def seats_confirm(*, seat_ids: Sequence[int], holder: str, actor: Any = None) ->
                 errors.add(HoldExpired if seat_id in expired else NotLockedByYou, seat_id)
         errors.raise_first()
 
-        update_seats(
-            [row["id"] for row in to_book],
-            **{**AVAILABLE, "status": SeatStatus.BOOKED.value, "booked_by": holder, "booked_at": now},
-        )
-        mark_written(to_book, live_status=SeatStatus.BOOKED)
-        save_audit(audit_rows(to_book, SeatAction.BOOKED, actor=actor, holder=holder))
-        push_after_commit(to_book)
-    return SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)))
+        if to_book:
+            booking = booking_create(event_id=rows[0]["event_id"], holder=holder, order_id=order_id, created_at=now)
+            update_seats(
+                [row["id"] for row in to_book],
+                **{
+                    **AVAILABLE,
+                    "status": SeatStatus.BOOKED.value,
+                    "booked_by": holder,
+                    "booked_at": now,
+                    "booking_id": booking.pk,
+                },
+            )
+            mark_written(to_book, live_status=SeatStatus.BOOKED)
+            save_audit(audit_rows(to_book, SeatAction.BOOKED, actor=actor, holder=holder, booking_id=booking.pk))
+            push_after_commit(to_book)
+            answer = booking_payload(
+                {
+                    "reference": booking.reference,
+                    "event_id": booking.event_id,
+                    "holder": holder,
+                    "order_id": booking.order_id,
+                    "created_at": now,
+                },
+                seat_payloads(map(seat_values, to_book)),
+                [],
+            )
+        else:  # a retry: every seat was booked by this holder already
+            answer = booking_payload_of(max(row["booking_id"] for row in rows))
+    return SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)), booking=answer)
 
 
 def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> SeatsResult:

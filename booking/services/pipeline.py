@@ -59,7 +59,7 @@ ERROR_PRECEDENCE: tuple[type[BookingError], ...] = (
 )
 
 #: What the rules read of a locked seat, besides its payload's columns.
-LOCKED_ROW_COLUMNS = (*SEAT_COLUMNS, "status", "locked_by", "locked_at", "lock_expires_at", "booked_by")
+LOCKED_ROW_COLUMNS = (*SEAT_COLUMNS, "status", "locked_by", "locked_at", "lock_expires_at", "booked_by", "booking_id")
 
 
 @contextmanager
@@ -86,7 +86,12 @@ _ROW_LOCKS = Seat.objects.select_for_update(of=("self",)).order_by("pk").values_
 _LIVE_ROWS = (
     Seat.objects.order_by("pk")
     .with_live_status()
-    .values(*LOCKED_ROW_COLUMNS, hold_seconds=F("event__hold_seconds"), db_now=Now())
+    .values(
+        *LOCKED_ROW_COLUMNS,
+        hold_seconds=F("event__hold_seconds"),
+        event_starts_at=F("event__starts_at"),
+        db_now=Now(),
+    )
 )
 _LIVE_HOLDS = Seat.objects.filter(hold_is_live()).values_list("event_id", "pk")
 
@@ -109,7 +114,7 @@ def lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tup
     if len(locked) != len(ids):
         missing = sorted(set(ids) - set(locked))
         raise SeatNotFound(error_detail(SeatNotFound, missing), seats=missing)
-    rows = list(_LIVE_ROWS.filter(pk__in=ids))
+    rows = read_locked_rows(ids)
     if holder is not None:
         requested = set(ids)
         held: dict[int, int] = defaultdict(int)
@@ -119,6 +124,18 @@ def lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tup
         for row in rows:
             row["held_in_event"] = held[row["event_id"]]
     return rows, rows[0]["db_now"]
+
+
+def lock_booking_seats(booking_id: int) -> list[int]:
+    """Row-lock the seats a booking has now, in id order; their ids. (A seat that left the
+    booking while this waited for its lock is not among them: the lock re-reads the row.)"""
+    return list(_ROW_LOCKS.filter(booking_id=booking_id))
+
+
+def read_locked_rows(ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Seats this transaction has row-locked, live on the database's clock (``db_now``), which
+    this statement reads after the locks were granted; with the event's hold and start."""
+    return list(_LIVE_ROWS.filter(pk__in=ids))
 
 
 def is_expired_hold(row: dict[str, Any]) -> bool:
@@ -159,6 +176,7 @@ AVAILABLE = {
     "lock_expires_at": None,
     "booked_by": "",
     "booked_at": None,
+    "booking_id": None,
 }
 
 
@@ -182,10 +200,14 @@ class AuditRow(NamedTuple):
     action: str
     holder: str
     actor_id: int | None
+    booking_id: int | None = None
 
 
-def audit_rows(rows: list[dict[str, Any]], action: str, *, actor: Any, holder: str | None = None) -> list[AuditRow]:
-    """An audit row per seat; the holder is ``holder``, else the seat's holder or booker."""
+def audit_rows(
+    rows: list[dict[str, Any]], action: str, *, actor: Any, holder: str | None = None, booking_id: int | None = None
+) -> list[AuditRow]:
+    """An audit row per seat; the holder is ``holder``, else the seat's holder or booker;
+    ``booking_id`` for the rows that put seats into a booking or take them out."""
     actor_id = getattr(actor, "pk", None)
     return [
         AuditRow(
@@ -194,6 +216,7 @@ def audit_rows(rows: list[dict[str, Any]], action: str, *, actor: Any, holder: s
             str(action),
             holder if holder is not None else (row.get("locked_by") or row.get("booked_by") or ""),
             actor_id,
+            booking_id,
         )
         for row in rows
     ]
