@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
 from ..errors import Busy, InvalidRequest, SeatNotFound
@@ -65,12 +64,12 @@ def _describe(row: dict[str, Any]) -> str:
     return "available"
 
 
-def _run(seat_ids: Sequence[int], apply: Apply) -> AdminResult:
+def _run(seat_ids: Sequence[int], apply: Apply, committed: Callable[[], None] = lambda: None) -> AdminResult:
     """Lock each chunk of seats in id order and let ``apply`` decide and write.
 
-    A chunk counts only once its transaction has committed. Seats deleted
-    meanwhile and chunks that cannot get their row locks in time are skipped
-    with the reason.
+    A chunk counts only once its transaction has committed (then ``committed``
+    is called). Seats deleted meanwhile and chunks that cannot get their row
+    locks in time are skipped with the reason.
     """
     result = AdminResult()
     ids = sorted(set(seat_ids))
@@ -89,6 +88,7 @@ def _run(seat_ids: Sequence[int], apply: Apply) -> AdminResult:
             except Busy:
                 result.skipped.update({seat_id: "busy (another request holds it); try again" for seat_id in chunk})
                 break
+            committed()
             result.changed.extend(changed)
             result.skipped.update(skipped)
             break
@@ -128,12 +128,13 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
     # One booking per event for the whole action, made by the first chunk that books a seat
     # of that event; a later chunk adds to it once that chunk has committed.
     bookings: dict[int, Booking] = {}
+    made: dict[int, Booking] = {}  # by the chunk being written
 
     def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
         to_book: list[dict[str, Any]] = []
         skipped: dict[int, str] = {}
         audit: list[AuditRow] = []
-        made: dict[int, Booking] = {}
+        made.clear()
         for row in rows:
             if row["live_status"] == SeatStatus.BOOKED:
                 skipped[row["id"]] = f"already {_describe(row)}"
@@ -166,10 +167,9 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
         save_audit(audit)
         mark_written(to_book, live_status=SeatStatus.BOOKED)
         push_after_commit(to_book)
-        transaction.on_commit(lambda: bookings.update(made))
         return [row["id"] for row in to_book], skipped
 
-    result = _run(seat_ids, apply)
+    result = _run(seat_ids, apply, committed=lambda: bookings.update(made))
     result.references = sorted(booking.reference for booking in bookings.values())
     return result
 
