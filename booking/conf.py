@@ -44,3 +44,11 @@ def sweep_workers() -> int:
 def cancel_cutoff_seconds() -> int:
     """How long before its event starts a holder can no longer cancel a booking."""
     return getattr(settings, "BOOKING_CANCEL_CUTOFF_SECONDS", 0)
+
+
+def idempotency_seconds() -> int:
+    return settings.BOOKING_IDEMPOTENCY_SECONDS
+
+
+def idempotency_lease_seconds() -> int:
+    return settings.BOOKING_IDEMPOTENCY_LEASE_SECONDS

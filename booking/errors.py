@@ -5,6 +5,8 @@ class BookingError(Exception):
     code = "error"
     status = 400
     default_detail = "The request could not be carried out."
+    #: Seconds a client should wait before it retries (a ``Retry-After`` header), if any.
+    retry_after: int | None = None
 
     def __init__(self, detail: str | None = None, *, seats: list[int] | None = None):
         self.detail = detail or self.default_detail
@@ -76,3 +78,25 @@ class BookingCancelled(BookingError):
 class CancelWindowClosed(BookingError):
     code, status = "cancel_window_closed", 409
     default_detail = "This booking can no longer be cancelled: the event starts too soon."
+
+
+class IdempotencyKeyMismatch(BookingError):
+    code, status = "idempotency_key_mismatch", 422
+    default_detail = "This Idempotency-Key was used with another request body."
+
+
+class IdempotencyKeyInUse(BookingError):
+    code, status = "idempotency_key_in_use", 409
+    default_detail = "A request with this Idempotency-Key is still running; retry shortly."
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class IdempotencyClaimLost(BookingError):
+    """The attempt's claim on its key was taken over (it ran past its lease): it must not commit."""
+
+    code, status = "idempotency_key_in_use", 409
+    default_detail = "This request ran too long and a retry with the same Idempotency-Key took over."
+    retry_after = 1

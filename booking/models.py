@@ -261,3 +261,41 @@ class Booking(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+
+class IdempotencyKey(models.Model):
+    """A write's ``Idempotency-Key``: claimed before the write runs, its answer kept after.
+
+    Scoped to the caller and the path. A 2xx answer is written in the write's own
+    transaction (booking/services/idempotency.py), so a change that committed
+    always has its answer here and is never run twice. ``claim`` is the token of
+    the attempt that may finish it, until ``lease_expires_at``.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    path = models.CharField(max_length=200)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the request body.")
+    state = models.CharField(max_length=10, choices=State.choices)
+    claim = models.CharField(max_length=32)
+    lease_expires_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    body = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(db_default=Now())
+    expires_at = models.DateTimeField(help_text="Kept until then (BOOKING_IDEMPOTENCY_SECONDS), then purged.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "path", "key"], name="idempotency_key_unique"),
+            models.CheckConstraint(
+                condition=~Q(state="done") | Q(status_code__isnull=False), name="idempotency_done_has_answer"
+            ),
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="idempotency_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.key}"

@@ -7,6 +7,7 @@ from celery import shared_task
 from . import conf
 from .errors import Busy
 from .services import holds_release_expired
+from .services.idempotency import idempotency_keys_purge
 
 logger = logging.getLogger("booking.expiry")
 
@@ -19,3 +20,9 @@ def release_expired_holds() -> int:
     except Busy:
         logger.warning("expiry sweep skipped: database busy; the next sweep retries")
         return 0
+
+
+@shared_task(ignore_result=True)
+def purge_idempotency_keys() -> int:
+    """Beat's hourly purge of Idempotency-Keys past their retention (BOOKING_IDEMPOTENCY_SECONDS)."""
+    return idempotency_keys_purge()

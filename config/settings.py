@@ -57,6 +57,11 @@ BOOKING_LOCK_TIMEOUT_MS = env.int("BOOKING_LOCK_TIMEOUT_MS", default=3000)
 BOOKING_MAX_HOLDS = env.int("BOOKING_MAX_HOLDS", default=10)
 # A holder may cancel a booking until this long before its event starts (the box office any time).
 BOOKING_CANCEL_CUTOFF_SECONDS = env.int("BOOKING_CANCEL_CUTOFF_SECONDS", default=0)
+# How long a write's Idempotency-Key and its answer are kept; how long a running request
+# keeps its key before a retry may take over (longer than any request: the lock timeout
+# bounds a request's waits).
+BOOKING_IDEMPOTENCY_SECONDS = env.int("BOOKING_IDEMPOTENCY_SECONDS", default=86400)
+BOOKING_IDEMPOTENCY_LEASE_SECONDS = env.int("BOOKING_IDEMPOTENCY_LEASE_SECONDS", default=15)
 BOOKING_SWEEP_SECONDS = env.float("BOOKING_SWEEP_SECONDS", default=5.0)
 BOOKING_SWEEP_BATCH = env.int("BOOKING_SWEEP_BATCH", default=10000)
 # Concurrent sweeps per beat run on PostgreSQL (each its own connection and rows).
@@ -264,6 +269,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "purge-idempotency-keys": {
+        "task": "booking.tasks.purge_idempotency_keys",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
     "release-expired-holds": {
         "task": "booking.tasks.release_expired_holds",
         "schedule": BOOKING_SWEEP_SECONDS,

@@ -56,7 +56,7 @@ def describe_error(exc) -> ApiError | None:
     """The answer to an exception raised while serving an API request; None for one that is
     not an API error (a bug: Django's handler answers 500)."""
     if isinstance(exc, BookingError):
-        retry = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else {}
+        retry = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
         return ApiError(exc.status, error_body(exc.code, exc.detail, exc.seats), retry)
     if isinstance(exc, DatabaseError):  # the database is down or a lock wait ran out
         return describe_error(Busy())

@@ -17,6 +17,7 @@ from ..permissions import bookings_scope, resolve_holder
 from ..references import normalize_reference
 from ..representations import BOOKING_COLUMNS
 from .exceptions import error_body
+from .idempotency import IdempotentWrite
 from .renderers import dumps
 from .serializers import (
     BookingPageSerializer,
@@ -59,7 +60,7 @@ _COMMON_WRITE_ERRORS = {
 }
 
 
-class SeatsWriteView(APIView):
+class SeatsWriteView(IdempotentWrite):
     """Shared shape of lock, confirm and unlock; each subclass names its service."""
 
     permission_classes = [IsAuthenticated]
@@ -67,6 +68,12 @@ class SeatsWriteView(APIView):
     request_serializer: type[SeatsRequestSerializer] = SeatsRequestSerializer
 
     def post(self, request):
+        return self.run_idempotently(request, lambda: self.write(request))
+
+    def answer_body(self, result: services.SeatsResult) -> dict:
+        return seats_result_body(result)
+
+    def write(self, request) -> Response:
         data = self.request_serializer(data=request.data)
         data.is_valid(raise_exception=True)
         holder = resolve_holder(request.user, data.validated_data.get("userId"))
@@ -321,7 +328,7 @@ class MyBookingsView(APIView):
         return paginator.get_paginated_response(selectors.bookings_with_seats(rows))
 
 
-class BookingCancelView(APIView):
+class BookingCancelView(IdempotentWrite):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(
@@ -352,6 +359,12 @@ class BookingCancelView(APIView):
         tags=["bookings"],
     )
     def post(self, request, reference: str):
+        return self.run_idempotently(request, lambda: self.write(request, reference))
+
+    def answer_body(self, result: services.BookingResult) -> dict:
+        return {"holder": result.holder, "seats": result.seats, "booking": result.booking}
+
+    def write(self, request, reference: str) -> Response:
         data = CancelRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         result = services.booking_cancel(
@@ -360,7 +373,7 @@ class BookingCancelView(APIView):
             seat_ids=data.validated_data.get("seatIds"),
             actor=request.user,
         )
-        return Response({"holder": result.holder, "seats": result.seats, "booking": result.booking})
+        return Response(self.answer_body(result))
 
 
 class HealthView(APIView):

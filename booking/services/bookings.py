@@ -20,6 +20,7 @@ from ..models import CANCEL_ACTIONS, Booking, SeatAction, SeatEvent, SeatStatus
 from ..references import new_reference
 from ..representations import BOOKING_COLUMNS, seat_payloads, seat_values
 from ..selectors import bookings_with_seats
+from .idempotency import keep_answer
 from .pipeline import (
     AVAILABLE,
     audit_rows,
@@ -122,5 +123,10 @@ def booking_cancel(
         )
         mark_written(rows, live_status=SeatStatus.AVAILABLE)
         push_after_commit(rows)
-        answer = booking_payload_of(booking["id"])
-    return BookingResult(holder=booking["holder"], seats=seat_payloads(map(seat_values, rows)), booking=answer)
+        result = BookingResult(
+            holder=booking["holder"],
+            seats=seat_payloads(map(seat_values, rows)),
+            booking=booking_payload_of(booking["id"]),
+        )
+        keep_answer(result)
+    return result

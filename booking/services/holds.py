@@ -20,6 +20,7 @@ from ..models import Seat, SeatAction, SeatEvent, SeatStatus
 from ..representations import booking_payload, seat_payloads, seat_values
 from .bookings import booking_create, booking_payload_of
 from .expiry import log_expiry
+from .idempotency import keep_answer
 from .pipeline import (
     AVAILABLE,
     AuditRow,
@@ -99,14 +100,15 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> Se
             mark_written(held, live_status=SeatStatus.LOCKED, live_expires_at=expires)
         save_audit(audit)
         push_after_commit(rows)
-
-    first_expiry = min(row["live_expires_at"] for row in rows)
-    return SeatsResult(
-        holder=holder,
-        seats=seat_payloads(map(seat_values, rows)),
-        lock_expires_at=first_expiry,
-        expires_in_seconds=round((first_expiry - now).total_seconds(), 3),
-    )
+        first_expiry = min(row["live_expires_at"] for row in rows)
+        result = SeatsResult(
+            holder=holder,
+            seats=seat_payloads(map(seat_values, rows)),
+            lock_expires_at=first_expiry,
+            expires_in_seconds=round((first_expiry - now).total_seconds(), 3),
+        )
+        keep_answer(result)
+    return result
 
 
 def _last_hold_expired(holder: str, seat_ids: list[int]) -> set[int]:
@@ -180,7 +182,9 @@ def seats_confirm(
             )
         else:  # a retry: every seat was booked by this holder already
             answer = booking_payload_of(max(row["booking_id"] for row in rows))
-    return SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)), booking=answer)
+        result = SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)), booking=answer)
+        keep_answer(result)
+    return result
 
 
 def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> SeatsResult:
@@ -203,4 +207,6 @@ def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> 
         mark_written(to_release, live_status=SeatStatus.AVAILABLE)
         save_audit(audit_rows(to_release, SeatAction.UNLOCKED, actor=actor, holder=holder))
         push_after_commit(to_release)
-    return SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)))
+        result = SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)))
+        keep_answer(result)
+    return result
