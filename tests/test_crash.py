@@ -92,7 +92,7 @@ def replay(actions: list[tuple[str, str]]) -> tuple[str, str]:
             assert status != "booked", f"booked twice: {actions}"
             assert action == "admin_booked" or (status, holder) == ("locked", who), actions
             status, holder = "booked", who
-        elif action == "admin_cancelled":
+        elif action in ("cancelled", "admin_cancelled"):
             assert status == "booked", actions
             status, holder = "available", ""
         else:
@@ -154,3 +154,56 @@ def test_sigkill_mid_run_loses_no_confirmed_booking_and_the_audit_trail_agrees(m
         assert (status, holder) == (seat["status"], shown_holder), (seat_id, trail[seat_id], seat)
     booked_rows = Counter(seat_id for seat_id, actions in trail.items() for action, _ in actions if action == "booked")
     assert set(booked_rows.values()) <= {1}
+
+
+def test_sigkill_after_a_confirm_committed_but_before_its_answer_was_read(make_event, make_user):
+    """The client's retry with the same Idempotency-Key gets the same booking; no second one exists."""
+    import json
+    import socket
+    from urllib.parse import urlsplit
+
+    from booking.models import Booking
+
+    event = make_event(rows=("A",), seats_per_row=5, hold_seconds=60)
+    seat_ids = list(event.seats.order_by("pk").values_list("pk", flat=True))[:2]
+    token = make_user("payer").auth_token.key
+    headers = {"Authorization": f"Token {token}", "Idempotency-Key": "order-4711"}
+
+    server, base = start_web_server(workers=1, threads=2)
+    servers = [server]
+    try:
+        assert requests.post(
+            f"{base}/api/lock", json={"seatIds": seat_ids}, headers=headers | {"Idempotency-Key": "hold"}
+        ).ok
+        # The confirm goes out on a raw socket whose answer is never read.
+        body = json.dumps({"seatIds": seat_ids, "orderId": "4711"}).encode()
+        url = urlsplit(base)
+        request = (
+            f"POST /api/confirm HTTP/1.1\r\nHost: {url.hostname}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: Token {token}\r\nIdempotency-Key: order-4711\r\n\r\n"
+        ).encode() + body
+        unread = socket.create_connection((url.hostname, url.port), timeout=5)
+        unread.sendall(request)
+        deadline = time.monotonic() + 10
+        while not Booking.objects.exists():  # committed: the booking is visible to others
+            assert time.monotonic() < deadline, "the confirm did not commit"
+            time.sleep(0.01)
+        server.signal_group(signal.SIGKILL)
+        assert server.wait(timeout=10) == -signal.SIGKILL
+        unread.close()
+
+        second, base = start_web_server(workers=1, threads=2)
+        servers.append(second)
+        retry = requests.post(
+            f"{base}/api/confirm", json={"seatIds": seat_ids, "orderId": "4711"}, headers=headers, timeout=10
+        )
+    finally:
+        for started in servers:
+            started.stop()
+
+    assert retry.status_code == 200, retry.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    (booking,) = Booking.objects.all()
+    assert retry.json()["booking"]["reference"] == booking.reference
+    assert booking.order_id == "4711"
+    assert SeatEvent.objects.filter(action="booked").count() == 2
