@@ -23,6 +23,9 @@ def test_every_endpoint_is_documented(anonymous):
         "/api/confirm",
         "/api/unlock",
         "/api/me/seats",
+        "/api/me/bookings",
+        "/api/bookings/{reference}",
+        "/api/bookings/{reference}/cancel",
         "/api/health",
     ]:
         assert path in paths, path
@@ -47,14 +50,36 @@ def test_every_endpoint_is_documented(anonymous):
         ),
         ("/api/confirm", {"invalid", "seat_booked", "hold_expired", "not_locked_by_you", "busy"}),
         ("/api/unlock", {"invalid", "seat_booked", "not_locked_by_you", "busy"}),
+        (
+            "/api/bookings/{reference}/cancel",
+            {"invalid", "booking_not_found", "seat_not_in_booking", "booking_cancelled", "cancel_window_closed"},
+        ),
     ],
 )
 def test_every_error_code_is_documented(anonymous, path, codes):
     responses = schema(anonymous)["paths"][path]["post"]["responses"]
-    assert {"200", "400", "401", "403", "404", "409", "429", "503"} <= set(responses)
+    assert {"200", "400", "401", "404", "409", "422", "429", "503"} <= set(responses)
     text = yaml.safe_dump(responses)
-    for code in codes:
+    for code in codes | {"idempotency_key_in_use", "idempotency_key_mismatch"}:
         assert code in text
+
+
+@pytest.mark.parametrize("path", ["/api/lock", "/api/confirm", "/api/unlock", "/api/bookings/{reference}/cancel"])
+def test_every_write_documents_the_idempotency_key_and_a_replay(anonymous, path):
+    operation = schema(anonymous)["paths"][path]["post"]
+    assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"])
+    assert "Idempotent-Replayed" in operation["responses"]["200"]["headers"]
+
+
+def test_the_booking_reads_are_documented(anonymous):
+    paths = schema(anonymous)["paths"]
+    assert "booking_not_found" in yaml.safe_dump(paths["/api/bookings/{reference}"]["get"]["responses"])
+    page = paths["/api/me/bookings"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert set(schema(anonymous)["components"]["schemas"][page.split("/")[-1]]["properties"]) == {
+        "next",
+        "previous",
+        "results",
+    }
 
 
 def test_docs_page_uses_local_assets(anonymous):

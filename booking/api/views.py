@@ -5,7 +5,8 @@ from collections.abc import Callable
 
 from django.db import connection
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -60,6 +61,44 @@ _COMMON_WRITE_ERRORS = {
 }
 
 
+#: Every write's Idempotency-Key header, and the header of a replayed answer.
+_IDEMPOTENCY_PARAMETERS = [
+    OpenApiParameter(
+        "Idempotency-Key",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        description="1 to 255 printable ASCII characters, scoped to the caller and the path. The first request "
+        "runs; a repeat with the same body within `BOOKING_IDEMPOTENCY_SECONDS` (a day) gets the same status and "
+        "body and runs nothing. A 2xx answer is kept in the write's own transaction; 429, 503 and 5xx answers "
+        "are not kept (a retry runs).",
+    ),
+    OpenApiParameter(
+        "Idempotent-Replayed",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=[200, 400, 403, 404, 409, 422],  # the answers a repeat can replay
+        enum=["true"],
+        description="`true` on an answer replayed for a repeated Idempotency-Key.",
+    ),
+]
+
+
+def _idempotency_errors(conflict: OpenApiResponse) -> dict[int, OpenApiResponse]:
+    """A write's 409 with `idempotency_key_in_use` added, and the 422 of a reused key."""
+    return {
+        409: OpenApiResponse(
+            conflict.response,
+            description=f"{conflict.description} Also `idempotency_key_in_use`: a request with this "
+            "Idempotency-Key still runs; retry after `Retry-After` seconds.",
+            examples=[
+                *conflict.examples,
+                OpenApiExample("idempotency_key_in_use", value=error_body("idempotency_key_in_use", "…")),
+            ],
+        ),
+        422: _error("The Idempotency-Key was used with another body.", "idempotency_key_mismatch"),
+    }
+
+
 class SeatsWriteView(IdempotentWrite):
     """Shared shape of lock, confirm and unlock; each subclass names its service."""
 
@@ -109,8 +148,9 @@ def _write_schema(
         responses={
             200: answer or SeatsResultSerializer,
             **_COMMON_WRITE_ERRORS,
-            409: _error(" ".join(conflicts.values()), *conflicts),
+            **_idempotency_errors(_error(" ".join(conflicts.values()), *conflicts)),
         },
+        parameters=_IDEMPOTENCY_PARAMETERS,
         examples=[
             OpenApiExample("One seat", value={"seatId": 12}, request_only=True),
             OpenApiExample(
@@ -342,16 +382,19 @@ class BookingCancelView(IdempotentWrite):
             400: _error("Malformed JSON, wrong-typed, empty, duplicated or over-long seatIds.", "invalid"),
             401: _error("No valid credentials.", "not_authenticated"),
             404: _BOOKING_NOT_FOUND,
-            409: _error(
-                "`seat_not_in_booking`: a seat was never part of this booking (`seats` names them); "
-                "`booking_cancelled`: nothing left to cancel; `cancel_window_closed`: too close to the event.",
-                "seat_not_in_booking",
-                "booking_cancelled",
-                "cancel_window_closed",
+            **_idempotency_errors(
+                _error(
+                    "`seat_not_in_booking`: a seat was never part of this booking (`seats` names them); "
+                    "`booking_cancelled`: nothing left to cancel; `cancel_window_closed`: too close to the event.",
+                    "seat_not_in_booking",
+                    "booking_cancelled",
+                    "cancel_window_closed",
+                )
             ),
             429: _error("Too many requests; see `Retry-After`.", "throttled"),
             503: _error("A row lock was not granted in time; retry after `Retry-After` seconds.", "busy"),
         },
+        parameters=_IDEMPOTENCY_PARAMETERS,
         examples=[
             OpenApiExample("The whole booking", value={}, request_only=True),
             OpenApiExample("Some seats", value={"seatIds": [12]}, request_only=True),
