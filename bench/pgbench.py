@@ -5,9 +5,11 @@ transactions on the service's own tables, each ``BEGIN``, ``SELECT … FOR UPDAT
 the seat, ``UPDATE`` of the seat, ``INSERT`` of its audit row, ``COMMIT``; the first
 holds the seat (status ``locked``), the second books it (``booked``). Every write
 satisfies the tables' check constraints (a held seat has its holder, ``locked_at``
-and ``lock_expires_at``; a booked seat has ``booked_by`` and ``booked_at``; no seat
-is left available with a holder), and the audit row names the authenticated user, as
-the service's do. One pgbench transaction is one of these two SQL transactions, so
+and ``lock_expires_at``; a booked seat has ``booked_by``, ``booked_at`` and its
+booking; no seat is left available with a holder), and the audit row names the
+authenticated user (and a booking's row its booking), as the service's do. Each
+client books into one booking of its own, made once per connection (the service
+makes a booking per confirm: one more INSERT there). One pgbench transaction is one of these two SQL transactions, so
 pgbench's bookings/s is its transactions/s ÷ 2.
 
 Seats: pgbench works on an event of its own, a copy of the seats created by the
@@ -43,23 +45,25 @@ SCRIPT = """\
 -- One booking = two transactions: hold the seat, then book it (docs/benchmark.md).
 \\set n :n + 1
 \\if :n = 1
--- Once per connection: the user the audit rows name (the client's own, as for the HTTP load).
+-- Once per connection: the user the audit rows name (the client's own, as for the HTTP load),
+-- and the client's booking, which its booked seats belong to (a booked seat has one).
 SELECT id AS actor FROM auth_user WHERE username = 'bench-client-' || (:client_id + 1) \\gset
+INSERT INTO booking_booking (reference, event_id, holder, order_id, created_at) SELECT 'PGB' || lpad(:client_id::text, 5, '0'), event_id, 'pgbench-holder-' || :client_id, '', now() FROM booking_seat WHERE id = :first ON CONFLICT (reference) DO UPDATE SET created_at = now() RETURNING id AS booking \\gset
 \\endif
 \\set seat :first + (((:n - 1) / 2) % (:size / :clients)) * :clients + :client_id
 \\if :n % 2 = 1
 -- transaction 1: hold the seat
 BEGIN;
 SELECT event_id, status FROM booking_seat WHERE id = :seat FOR UPDATE \\gset
-UPDATE booking_seat SET status = 'locked', locked_by = 'pgbench-holder-' || :client_id, locked_at = now(), lock_expires_at = now() + interval '60 s', version = version + 1 WHERE id = :seat;
+UPDATE booking_seat SET status = 'locked', locked_by = 'pgbench-holder-' || :client_id, locked_at = now(), lock_expires_at = now() + interval '60 s', booked_by = '', booked_at = NULL, booking_id = NULL, version = version + 1 WHERE id = :seat;
 INSERT INTO booking_seatevent (seat_id, event_id, action, holder, actor_id, created_at) VALUES (:seat, :event_id, 'locked', 'pgbench-holder-' || :client_id, :actor, now());
 COMMIT;
 \\else
 -- transaction 2: book it
 BEGIN;
 SELECT event_id, status FROM booking_seat WHERE id = :seat FOR UPDATE \\gset
-UPDATE booking_seat SET status = 'booked', booked_by = 'pgbench-holder-' || :client_id, booked_at = now(), locked_by = '', locked_at = NULL, lock_expires_at = NULL, version = version + 1 WHERE id = :seat;
-INSERT INTO booking_seatevent (seat_id, event_id, action, holder, actor_id, created_at) VALUES (:seat, :event_id, 'booked', 'pgbench-holder-' || :client_id, :actor, now());
+UPDATE booking_seat SET status = 'booked', booked_by = 'pgbench-holder-' || :client_id, booked_at = now(), booking_id = :booking, locked_by = '', locked_at = NULL, lock_expires_at = NULL, version = version + 1 WHERE id = :seat;
+INSERT INTO booking_seatevent (seat_id, event_id, action, holder, actor_id, booking_id, created_at) VALUES (:seat, :event_id, 'booked', 'pgbench-holder-' || :client_id, :actor, :booking, now());
 COMMIT;
 \\endif
 """

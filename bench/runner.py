@@ -116,6 +116,7 @@ def cleanup() -> int:
         if ids:
             cursor.execute("DELETE FROM booking_seatevent WHERE event_id = ANY(%s)", [ids])
             cursor.execute("DELETE FROM booking_seat WHERE event_id = ANY(%s)", [ids])
+            cursor.execute("DELETE FROM booking_booking WHERE event_id = ANY(%s)", [ids])
             cursor.execute("DELETE FROM booking_event WHERE id = ANY(%s)", [ids])
     return len(ids)
 
@@ -174,10 +175,17 @@ def make_mixed_map(event_id: int) -> None:
             " lock_expires_at = now() + interval '1 hour' WHERE event_id = %s AND id %% 10 = 1",
             [event_id],
         )
+        # The booked tenth in one booking (a booked seat has one).
         cursor.execute(
-            "UPDATE booking_seat SET status = 'booked', booked_by = 'map-holder', booked_at = now()"
+            "INSERT INTO booking_booking (reference, event_id, holder, order_id, created_at)"
+            " VALUES ('MAP' || lpad(%s::text, 5, '0'), %s, 'map-holder', '', now()) RETURNING id",
+            [event_id % 100_000, event_id],
+        )
+        booking_id = cursor.fetchone()[0]
+        cursor.execute(
+            "UPDATE booking_seat SET status = 'booked', booked_by = 'map-holder', booked_at = now(), booking_id = %s"
             " WHERE event_id = %s AND id %% 10 = 2",
-            [event_id],
+            [booking_id, event_id],
         )
 
 

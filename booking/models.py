@@ -117,7 +117,7 @@ class Seat(models.Model):
     # The booking a booked seat belongs to; a seat cancelled from it leaves (its history stays
     # with the booking, in the audit rows). Indexed by seat_booking_idx.
     booking = models.ForeignKey(
-        "Booking", null=True, blank=True, on_delete=models.PROTECT, related_name="seats", db_index=False
+        "Booking", null=True, blank=True, on_delete=models.RESTRICT, related_name="seats", db_index=False
     )
     version = models.PositiveBigIntegerField(
         default=0,
@@ -239,7 +239,11 @@ class Booking(models.Model):
     """
 
     reference = models.CharField(max_length=8, unique=True)
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="bookings")
+    # No database constraint, as for the audit rows' event: PostgreSQL checks a foreign key
+    # by locking the referenced row (FOR KEY SHARE), and every booking of a sale names the
+    # same event: each confirm would queue behind anyone holding that one row. Its seats'
+    # keys guard it; deleting an event still deletes its bookings (Django's CASCADE).
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="bookings", db_constraint=False)
     holder = models.CharField(max_length=150)
     order_id = models.CharField(max_length=100, blank=True, default="", help_text="The shop's own id, if it gave one.")
     created_at = models.DateTimeField(db_default=Now())
