@@ -1,10 +1,11 @@
 """The box office's admin.
 
 Events with their seat counts and seating blocks; seats with their live state
-and the actions that change it; the audit trail, read-only; users and their
-API tokens. Every change of a seat's state goes through :mod:`booking.services`
+and the actions that change it; bookings, found by reference, read-only but
+for their cancel action; the audit trail, read-only; users and their API
+tokens. Every change of a seat's state goes through :mod:`booking.services`
 (row locks, rules on the database clock, audit rows, live push): the forms
-here never write a status field.
+here never write a status field, and never make or edit a booking.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ from django.utils.http import urlencode
 from rest_framework.authtoken.models import Token
 
 from . import services
-from .errors import BookingError
+from .errors import BookingCancelled, BookingError
 from .forms import EventAddForm, HolderForm, SeatingBlockForm
 from .models import (
     LIVE_STATUS_FILTERS,
+    Booking,
     Event,
     Seat,
     SeatEvent,
@@ -45,11 +47,15 @@ from .models import (
     is_booked,
 )
 from .permissions import HOLD_FOR_OTHERS
-from .selectors import event_status_counts
+from .references import normalize_reference
+from .representations import BOOKING_COLUMNS
+from .selectors import bookings_with_seats, event_status_counts
 
 admin.site.site_header = "Box office"
 admin.site.site_title = "Box office"
-admin.site.index_title = "Events, seats, holders and the audit trail"
+admin.site.index_title = "Events, seats, bookings, holders and the audit trail"
+# The index adds a "find a booking" box: a customer reads out a reference, one search finds it.
+admin.site.index_template = "admin/booking/index.html"
 
 BADGES = {
     # live status: (text, background)
@@ -91,6 +97,27 @@ def _plural(count: int, word: str) -> str:
 def _admin_url(obj, view: str = "change") -> str:
     opts = obj._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[quote(obj.pk)])
+
+
+def _booking_link(booking_id: int | None, reference: str | None):
+    """A booking's reference, linking to its admin page; "—" for none."""
+    if booking_id is None:
+        return "—"
+    url = reverse("admin:booking_booking_change", args=[quote(booking_id)])
+    return format_html('<a href="{}"><code>{}</code></a>', url, reference)
+
+
+def _seat_links(seats: list[dict]) -> str:
+    """Seat payloads as their labels, each linking to its seat's admin page."""
+    if not seats:
+        return "—"
+    return format_html_join(
+        ", ", '<a href="{}">{}</a>', ((reverse("admin:booking_seat_change", args=[s["id"]]), s["label"]) for s in seats)
+    )
+
+
+def _changelist(model_name: str, **params) -> str:
+    return reverse(f"admin:booking_{model_name}_changelist") + ("?" + urlencode(params) if params else "")
 
 
 # --- Events ------------------------------------------------------------------
@@ -170,9 +197,15 @@ class EventAdmin(admin.ModelAdmin):
 
     @admin.display(description="")
     def links(self, obj):
-        seats = reverse("admin:booking_seat_changelist") + "?" + urlencode({"event__id__exact": obj.pk})
+        seats = _changelist("seat", event__id__exact=obj.pk)
+        bookings = _changelist("booking", event__id__exact=obj.pk)
         block = reverse("admin:booking_event_seating_block", args=[obj.pk])
-        return format_html('<a href="{}">Seats</a> · <a href="{}">Add seating block</a>', seats, block)
+        return format_html(
+            '<a href="{}">Seats</a> · <a href="{}">Bookings</a> · <a href="{}">Add seating block</a>',
+            seats,
+            bookings,
+            block,
+        )
 
     @admin.display(description="Seats")
     def seat_summary(self, obj):
@@ -266,7 +299,7 @@ class LiveStatusFilter(admin.SimpleListFilter):
 class SeatEventInline(admin.TabularInline):
     model = SeatEvent
     fk_name = "seat"
-    fields = ("created_at", "action", "holder", "actor")
+    fields = ("created_at", "action", "holder", "booking_link", "actor")
     readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
@@ -275,7 +308,11 @@ class SeatEventInline(admin.TabularInline):
     verbose_name_plural = "Audit trail (newest first)"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
+        return super().get_queryset(request).select_related("actor", "booking")
+
+    @admin.display(description="Booking")
+    def booking_link(self, obj):
+        return _booking_link(obj.booking_id, obj.booking.reference if obj.booking_id else None)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -289,12 +326,12 @@ class SeatEventInline(admin.TabularInline):
 
 @admin.register(Seat)
 class SeatAdmin(admin.ModelAdmin):
-    list_display = ("seat", "event", "status_badge", "holder", "time_left", "booked_at")
+    list_display = ("seat", "event", "status_badge", "holder", "time_left", "booked_at", "booking_link")
     list_display_links = ("seat",)
     list_filter = (("event", admin.RelatedFieldListFilter), LiveStatusFilter)
     search_fields = ("=label", "^locked_by", "^booked_by")
     search_help_text = "A seat label (exact, e.g. A7) or the beginning of a holder's name."
-    list_select_related = ("event",)
+    list_select_related = ("event", "booking")
     list_per_page = 100
     show_full_result_count = False
     ordering = ("id",)
@@ -303,7 +340,7 @@ class SeatAdmin(admin.ModelAdmin):
     state_fields = ("status", "locked_by", "locked_at", "lock_expires_at", "booked_by", "booked_at")
     fieldsets = (
         (None, {"fields": ("event", "label", "row", "number")}),
-        ("State now", {"fields": ("status_badge", "holder", "time_left")}),
+        ("State now", {"fields": ("status_badge", "holder", "time_left", "booking_link")}),
         (
             "Stored state",
             {
@@ -335,7 +372,17 @@ class SeatAdmin(admin.ModelAdmin):
         if obj is None:
             return ()
         # A seat's identity and state never change through this form.
-        return ("event", "label", "row", "number", "status_badge", "holder", "time_left", *self.state_fields)
+        return (
+            "event",
+            "label",
+            "row",
+            "number",
+            "status_badge",
+            "holder",
+            "time_left",
+            "booking_link",
+            *self.state_fields,
+        )
 
     @admin.display(description="Seat", ordering="id")
     def seat(self, obj):
@@ -364,6 +411,10 @@ class SeatAdmin(admin.ModelAdmin):
         if getattr(obj, "live_status", obj.status) != SeatStatus.LOCKED:
             return "—"
         return _time_left(obj.lock_expires_at, getattr(obj, "db_now", None))
+
+    @admin.display(description="Booking", ordering="booking__reference")
+    def booking_link(self, obj):
+        return _booking_link(obj.booking_id, obj.booking.reference if obj.booking_id else None)
 
     # The actions: one confirmation page each, then the service; they act for any holder.
 
@@ -463,7 +514,20 @@ class SeatAdmin(admin.ModelAdmin):
 
     def _report(self, request, result: services.AdminResult, done: str) -> None:
         changed = len(result.changed)
-        if changed:
+        if changed and result.references:
+            links = dict(Booking.objects.filter(reference__in=result.references).values_list("reference", "pk"))
+            self.message_user(
+                request,
+                format_html(
+                    "{} {}, booking{} {}.",
+                    _plural(changed, "seat"),
+                    done,
+                    "" if len(result.references) == 1 else "s",
+                    format_html_join(", ", "{}", ((_booking_link(links.get(ref), ref),) for ref in result.references)),
+                ),
+                messages.SUCCESS,
+            )
+        elif changed:
             self.message_user(request, f"{_plural(changed, 'seat')} {done}.", messages.SUCCESS)
         else:
             self.message_user(request, f"No seat {done}.", messages.WARNING)
@@ -488,6 +552,237 @@ class SeatAdmin(admin.ModelAdmin):
         if rest:
             text += f"; and seats skipped for {rest} other reasons"
         self.message_user(request, text + ".", messages.WARNING)
+
+
+# --- Bookings ----------------------------------------------------------------
+
+
+def _has_seat_now() -> Exists:
+    """A booking is confirmed while a seat is still booked in it (booked seats point to it)."""
+    return Exists(Seat.objects.filter(booking=OuterRef("pk")))
+
+
+class BookingStatusFilter(admin.SimpleListFilter):
+    """Confirmed while a seat is still booked in it, cancelled once none is (as the API says)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("confirmed", "Confirmed (a seat booked now)"), ("cancelled", "Cancelled (no seat left)")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "confirmed":
+            return queryset.filter(_has_seat_now())
+        if self.value() == "cancelled":
+            return queryset.filter(~_has_seat_now())
+        return queryset
+
+
+class BookingAuditInline(admin.TabularInline):
+    """The booking's audit rows: its seats booked, and cancelled, by whom."""
+
+    model = SeatEvent
+    fk_name = "booking"
+    fields = ("created_at", "action", "seat_link", "holder", "actor")
+    readonly_fields = fields
+    ordering = ("-created_at", "-id")
+    extra = 0
+    can_delete = False
+    verbose_name = "audit row"
+    verbose_name_plural = "Audit trail (newest first)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("seat", "actor")
+
+    @admin.display(description="Seat")
+    def seat_link(self, obj):
+        return format_html('<a href="{}">{}</a>', _admin_url(obj.seat), obj.seat.label)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Booking)
+class BookingAdmin(admin.ModelAdmin):
+    """Bookings, read-only: confirms and the seats' book action make them; the cancel action
+    (the service's, as the box office: any booking, any time) is the one change here."""
+
+    list_display = ("reference", "event", "holder", "order", "seats_now", "status_badge", "created_at")
+    list_display_links = ("reference",)
+    list_filter = (("event", admin.RelatedFieldListFilter), BookingStatusFilter)
+    # The search is get_search_results' own; these only make the admin show the box.
+    search_fields = ("reference", "order_id", "holder")
+    search_help_text = (
+        "A booking reference (any case, hyphens and spaces ignored: 7kq2-m9xd), "
+        "a shop's order id (exact) or the beginning of a holder's name."
+    )
+    list_select_related = ("event",)
+    list_per_page = 100
+    show_full_result_count = False
+    ordering = ("-created_at", "-id")
+    actions = ("cancel_bookings",)
+    inlines = (BookingAuditInline,)
+    fields = ("reference", "event", "holder", "order", "created_at", "status_badge", "seat_list", "cancelled_list")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("event").annotate(seat_n=Count("seats"))
+
+    def get_search_results(self, request, queryset, search_term):
+        """A reference as a customer reads it out (normalize_reference), an order id, a holder."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(order_id=term) | Q(holder__istartswith=term)
+        reference = normalize_reference(term)
+        if reference is not None:
+            match |= Q(reference=reference)
+        return queryset.filter(match), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_hold_for_others_permission(self, request) -> bool:
+        return self.has_view_permission(request) and request.user.has_perm(HOLD_FOR_OTHERS)
+
+    @admin.display(description="Order id", ordering="order_id")
+    def order(self, obj):
+        return obj.order_id or "—"
+
+    @admin.display(description="Seats now", ordering="seat_n")
+    def seats_now(self, obj):
+        return obj.seat_n
+
+    @admin.display(description="Status", ordering="seat_n")
+    def status_badge(self, obj):
+        if obj.seat_n:
+            return _badge("confirmed", "#1565c0")
+        return _badge("cancelled", "#757575")
+
+    def _payload(self, obj) -> dict:
+        """The booking as the API shows it (its seats now, and those cancelled from it), once per page."""
+        if not hasattr(obj, "_payload"):
+            row = {column: getattr(obj, column) for column in BOOKING_COLUMNS}
+            obj._payload = bookings_with_seats([row])[0]
+        return obj._payload
+
+    @admin.display(description="Seats now")
+    def seat_list(self, obj):
+        seats = self._payload(obj)["seats"]
+        if not seats:
+            return "—"
+        return format_html(
+            '{} <span class="help">(<a href="{}">in the seat list</a>)</span>',
+            _seat_links(seats),
+            _changelist("seat", booking__id__exact=obj.pk),
+        )
+
+    @admin.display(description="Cancelled seats")
+    def cancelled_list(self, obj):
+        return _seat_links(self._payload(obj)["cancelledSeats"])
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_cancel": self.has_hold_for_others_permission(request),
+            "audit_url": _changelist("seatevent", booking__id__exact=object_id),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        return [
+            path("find/", self.admin_site.admin_view(self.find_view), name="booking_booking_find"),
+            *super().get_urls(),
+        ]
+
+    def find_view(self, request: HttpRequest):
+        """The index's search box: straight to the booking when one matches, else the list's search."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        term = request.GET.get("q", "").strip()
+        if term:
+            found, _ = self.get_search_results(request, Booking.objects.all(), term)
+            matches = list(found.values_list("pk", flat=True)[:2])
+            if len(matches) == 1:
+                return HttpResponseRedirect(reverse("admin:booking_booking_change", args=[matches[0]]))
+        return HttpResponseRedirect(_changelist("booking", **({"q": term} if term else {})))
+
+    @admin.action(description="Cancel the selected bookings", permissions=["hold_for_others"])
+    def cancel_bookings(self, request, queryset):
+        """Ask first; on "confirm", cancel each booking whole, through the service, as the box office."""
+        selected = Booking.objects.filter(pk__in=queryset.values("pk"))  # without the list's annotations
+        if request.POST.get("confirm") == "yes":
+            self._cancel(request, list(selected.order_by("created_at", "id").values_list("reference", flat=True)))
+            return None
+        sample_size = 50
+        counts = selected.aggregate(total=Count("pk"), confirmed=Count("pk", filter=_has_seat_now()))
+        counts["cancelled"] = counts["total"] - counts["confirmed"]
+        rows = list(selected.order_by("-created_at", "-id").values(*BOOKING_COLUMNS)[:sample_size])
+        events = {e.pk: e for e in Event.objects.filter(pk__in={row["event_id"] for row in rows})}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Cancel bookings",
+            "explain": "Every seat still booked in each selected booking becomes available at once and can be "
+            "sold to anyone, whenever the event starts. Bookings with nothing left to cancel are skipped.",
+            "opts": self.opts,
+            "action": "cancel_bookings",
+            "counts": counts,
+            "sample": [
+                {**payload, "event_obj": events.get(payload["event"]), "seat_labels": _seat_links(payload["seats"])}
+                for payload in bookings_with_seats(rows)
+            ],
+            "sample_size": sample_size,
+            "select_across": request.POST.get("select_across", "0"),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "changelist_url": _changelist("booking") + (f"?{request.GET.urlencode()}" if request.GET else ""),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/booking/booking/action_confirmation.html", context)
+
+    def _cancel(self, request, references: list[str]) -> None:
+        cancelled: list[tuple[str, list[str]]] = []
+        refused: list[tuple[str, BookingError]] = []
+        for reference in references:
+            try:
+                result = services.booking_cancel(reference=reference, holder=None, actor=request.user)
+            except BookingError as exc:  # nothing left to cancel, busy, gone meanwhile: that booking only
+                refused.append((reference, exc))
+            else:
+                cancelled.append((reference, [seat["label"] for seat in result.seats]))
+        shown = 20
+        if cancelled:
+            parts = [f"{reference} ({', '.join(labels)})" for reference, labels in cancelled[:shown]]
+            if len(cancelled) > shown:
+                parts.append(f"and {len(cancelled) - shown} more")
+            seats = sum(len(labels) for _, labels in cancelled)
+            self.message_user(
+                request,
+                f"{_plural(len(cancelled), 'booking')} cancelled, {_plural(seats, 'seat')} available again: "
+                + "; ".join(parts)
+                + ".",
+                messages.SUCCESS,
+            )
+        elif not refused:
+            self.message_user(request, "No booking cancelled.", messages.WARNING)
+        for reference, error in refused[:shown]:
+            level = messages.WARNING if isinstance(error, BookingCancelled) else messages.ERROR
+            self.message_user(request, f"{reference} not cancelled: {error.detail}", level)
+        if len(refused) > shown:
+            self.message_user(request, f"And {len(refused) - shown} more bookings not cancelled.", messages.WARNING)
 
 
 # --- Audit trail -------------------------------------------------------------
@@ -523,16 +818,27 @@ class HolderFilter(admin.SimpleListFilter):
 class SeatEventAdmin(admin.ModelAdmin):
     """The audit trail: browsable, never editable, by anybody."""
 
-    list_display = ("created_at", "action", "seat_link", "event", "holder_link", "actor")
+    list_display = ("created_at", "action", "seat_link", "event", "holder_link", "booking_link", "actor")
     list_filter = ("action", ("event", admin.RelatedFieldListFilter), HolderFilter)
     search_fields = ("=holder", "=seat__label")
-    search_help_text = "A holder (exact) or a seat label (exact, e.g. A7)."
-    list_select_related = ("seat", "event", "actor")
+    search_help_text = "A holder (exact), a seat label (exact, e.g. A7) or a booking reference."
+    list_select_related = ("seat", "event", "actor", "booking")
     list_per_page = 100
     show_full_result_count = False
     ordering = ("-created_at", "-id")
-    fields = ("created_at", "action", "seat", "event", "holder", "actor")
+    fields = ("created_at", "action", "seat", "event", "holder", "booking", "actor")
     readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        reference = normalize_reference(search_term.strip())
+        if reference is not None:
+            found = found | queryset.filter(booking__reference=reference)
+        return found, may_have_duplicates
+
+    @admin.display(description="Booking", ordering="booking__reference")
+    def booking_link(self, obj):
+        return _booking_link(obj.booking_id, obj.booking.reference if obj.booking_id else None)
 
     @admin.display(description="Seat", ordering="seat__label")
     def seat_link(self, obj):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from booking import services
-from booking.models import Event, Seat, SeatAction, SeatEvent, SeatStatus
+from booking.models import Booking, Event, Seat, SeatAction, SeatEvent, SeatStatus
 from booking.services import pipeline
 
 SEATS_URL = "/admin/booking/seat/"
@@ -257,7 +257,9 @@ def test_book_for_holder_skips_a_live_api_hold_by_someone_else_and_reports_it(st
     already.refresh_from_db()
     assert already.booked_by == "dave"
     text = " ".join(messages_of(response))
-    assert "2 seats booked for carol." in text
+    carols = Booking.objects.get(holder="carol")  # one booking for the action's seats of one event
+    assert f'2 seats booked for carol, booking <a href="/admin/booking/booking/{carols.pk}/change/">' in text
+    assert f"<code>{carols.reference}</code></a>." in text
     assert "B2: held by alice until" in text
     assert "B4: already booked by dave" in text
 
@@ -273,7 +275,8 @@ def test_book_for_holder_books_the_holders_own_hold(staff_client, event, alice):
     a5.refresh_from_db()
     assert (a5.status, a5.booked_by) == (SeatStatus.BOOKED, "alice")
     assert audit(a5)[-1] == (SeatAction.ADMIN_BOOKED, "alice")
-    assert "1 seat booked for alice." in messages_of(response)
+    (message,) = messages_of(response)
+    assert message.startswith("1 seat booked for alice, booking ") and a5.booking.reference in message
 
 
 def test_book_for_holder_asks_for_a_holder_and_changes_nothing_without_one(staff_client, event):

@@ -1,11 +1,14 @@
 """The seat-map page in a real browser (Playwright driving Debian's chromium)
 against a daphne process: two signed-in people see each other's holds and
 bookings live, a conflict is explained, and an unconfirmed hold turns free on
-both screens at its expiry."""
+both screens at its expiry; a confirm shows its booking's reference, "My
+bookings" lists it and cancels it (its seats free on every screen), or shows
+why the API refused; the box office finds the booking in the admin."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -37,6 +40,8 @@ SHORT_HOLD = 3  # seconds
 #: must count on the server's time (uncorrected, alice would never see her hold, bob would see
 #: an expired hold for 20 s more).
 SKEW_MS = 20_000
+#: A booking reference: 8 characters of Crockford base32.
+REFERENCE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{8}$")
 
 
 @pytest.fixture
@@ -51,6 +56,22 @@ def scene(make_event, make_user) -> dict[str, int]:
     by_label = dict(gala.seats.values_list("label", "pk"))
     seats_admin_book(seat_ids=[by_label[label] for label in ("A4", "A5", "A6", "D1", "D2")], holder="walk-in")
     return {"gala": gala.id, "short": short.id, "seats": by_label, "alice_token": alice.auth_token.key}
+
+
+@pytest.fixture
+def past_booking(scene, make_event) -> dict[str, int | str]:
+    """Alice's booking for an event that started an hour ago: too late for her to cancel."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from booking.models import Event
+    from booking.services import seats_admin_book
+
+    last_night = make_event(name="Last night", rows=("A",), seats_per_row=4)
+    result = seats_admin_book(seat_ids=list(last_night.seats.values_list("pk", flat=True)[:2]), holder="alice")
+    Event.objects.filter(pk=last_night.pk).update(starts_at=timezone.now() - timedelta(hours=1))
+    return {"event": last_night.id, "reference": result.references[0]}
 
 
 @pytest.fixture
@@ -225,3 +246,140 @@ def test_an_anonymous_page_reconnects_after_a_server_restart_and_catches_up(scen
         assert page.evaluate("window.__notReloaded") is True, "the page was reloaded"
     finally:
         server.stop()
+
+
+def test_a_booking_shows_its_reference_is_listed_and_cancelled_from_my_bookings(
+    scene, past_booking, server_url, browser
+):
+    from playwright.sync_api import expect
+
+    path = f"/events/{scene['gala']}/"
+    alice = signed_in_page(browser, server_url, "alice", "alice-browser-pw", path)
+    bob = signed_in_page(browser, server_url, "bob", "bob-browser-pw", path)
+    expect(bob.locator("#bookings-status")).to_have_text(
+        "You have no bookings yet. Hold seats and confirm them to book."
+    )
+    # Alice's booking for another event is listed, named, with no Cancel button here.
+    earlier = alice.locator(f'.booking[data-reference="{past_booking["reference"]}"]')
+    expect(earlier.get_by_role("link", name="Last night")).to_have_attribute(
+        "href", f"/events/{past_booking['event']}/"
+    )
+    expect(earlier.locator("button")).to_have_count(0)
+
+    # A confirm shows the booking's reference, the one the API knows.
+    for label in ("C3", "C4"):
+        seat(alice, label).click()
+        expect(seat(alice, label)).to_have_attribute("data-state", "mine")
+    alice.click("#confirm")
+    shown = alice.locator("#message #booking-reference")
+    expect(shown).to_have_text(REFERENCE)
+    reference = shown.text_content()
+    expect(alice.locator("#message")).to_contain_text(f"Booked C3, C4. Your booking reference is {reference}.")
+    api = requests.get(
+        f"{server_url}/api/bookings/{reference.lower()}",
+        headers={"Authorization": f"Token {scene['alice_token']}"},
+        timeout=10,
+    )
+    assert api.status_code == 200 and [s["label"] for s in api.json()["seats"]] == ["C3", "C4"]
+
+    # My bookings lists it first (newest first), confirmed, with its seats.
+    item = alice.locator(f'.booking[data-reference="{reference}"]')
+    expect(alice.locator(".booking").first).to_have_attribute("data-reference", reference)
+    expect(item).to_have_attribute("data-status", "confirmed")
+    expect(item.locator(".seat-labels")).to_have_text("Seats C3, C4")
+    expect(seat(bob, "C3")).to_have_attribute("data-state", "booked", timeout=3_000)
+    expect(seat(alice, "C3")).to_have_attribute("data-state", "booked-mine")
+    seat(bob, "D5").click()  # for the screenshot: someone else's hold too
+    expect(seat(alice, "D5")).to_have_attribute("data-state", "locked", timeout=3_000)
+    screenshot(alice, "seat-map-bookings.png")
+
+    # "Cancel" asks first; "Keep it" changes nothing.
+    item.get_by_role("button", name=f"Cancel booking {reference}").click()
+    item.get_by_role("button", name="Keep it").click()
+    expect(item).to_have_attribute("data-status", "confirmed")
+    item.get_by_role("button", name=f"Cancel booking {reference}").click()
+    item.get_by_role("button", name="Yes, cancel it").click()
+
+    # Its seats are free on both maps, and the list says it is cancelled.
+    for page in (alice, bob):
+        for label in ("C3", "C4"):
+            expect(seat(page, label)).to_have_attribute("data-state", "available", timeout=3_000)
+    expect(alice.locator("#message")).to_have_text(f"Cancelled booking {reference}: C3, C4 are free again.")
+    expect(item).to_have_attribute("data-status", "cancelled")
+    expect(item.locator(".seat-labels")).to_have_text("No seats left")
+    expect(item.locator(".cancelled-labels")).to_have_text("(cancelled: C3, C4)")
+    expect(item.locator("button")).to_have_count(0)
+    # Bob can have them now.
+    seat(bob, "C3").click()
+    expect(seat(bob, "C3")).to_have_attribute("data-state", "mine")
+
+    # Too late to cancel: the page shows why the API refused, and nothing changes.
+    alice.goto(f"{server_url}/events/{past_booking['event']}/")
+    wait_live(alice)
+    late = alice.locator(f'.booking[data-reference="{past_booking["reference"]}"]')
+    late.get_by_role("button", name=f"Cancel booking {past_booking['reference']}").click()
+    late.get_by_role("button", name="Yes, cancel it").click()
+    refusal = late.locator(".booking-error")
+    expect(refusal).to_have_attribute("data-code", "cancel_window_closed")
+    expect(refusal).to_contain_text("the box office can still cancel it")
+    expect(late).to_have_attribute("data-status", "confirmed")
+    screenshot(alice, "seat-map-cancel-refused.png")
+    expect(seat(alice, "A1")).to_have_attribute("data-state", "booked-mine")
+
+    assert bob.evaluate("window.__notReloaded") is True, "bob's page was reloaded"
+
+
+@pytest.fixture
+def shop_booking(scene, make_user) -> str:
+    """A box office user, and alice's booking of B7 and B8 with the shop's order id; its reference."""
+    from booking.services import booking_cancel, seats_admin_book, seats_confirm, seats_lock
+
+    make_user("boxoffice", staff=True, hold_for_others=True, password="box-office-browser-pw")
+    ids = [scene["seats"][label] for label in ("B7", "B8")]
+    seats_lock(seat_ids=ids, holder="alice")
+    booking = seats_confirm(seat_ids=ids, holder="alice", order_id="shop-1042").booking
+    assert booking is not None
+    cancelled = seats_admin_book(seat_ids=[scene["seats"]["C1"]], holder="bob").references[0]
+    booking_cancel(reference=cancelled, holder=None)
+    return booking["reference"]
+
+
+def test_the_box_office_finds_a_booking_from_the_admin_index(shop_booking, server_url, browser):
+    from playwright.sync_api import expect
+
+    reference = shop_booking
+    page = browser.new_page(viewport={"width": 1440, "height": 560})
+    page.goto(f"{server_url}/admin/")
+    page.fill("#id_username", "boxoffice")
+    page.fill("#id_password", "box-office-browser-pw")
+    page.click("input[type=submit]")
+    # As a customer reads it out: lower case, with a hyphen.
+    expect(page.locator("#find-booking-q")).to_be_focused()
+    screenshot(page, "admin-index.png")
+    page.fill("#find-booking-q", f"{reference[:4]}-{reference[4:]}".lower())
+    page.click("#find-booking input[type=submit]")
+    expect(page).to_have_url(re.compile(r"/admin/booking/booking/\d+/change/$"))
+    expect(page.locator(".field-reference")).to_contain_text(reference)
+    expect(page.locator(".field-seat_list")).to_contain_text("B7, B8")
+    expect(page.get_by_role("button", name="Cancel this booking")).to_be_visible()
+    screenshot(page, "admin-booking.png")
+    booking_page = page.url
+
+    # Its button asks first, then cancels it through the service.
+    page.get_by_role("button", name="Cancel this booking").click()
+    expect(page.locator("#content")).to_contain_text("1 booking selected")
+    screenshot(page, "admin-cancel-booking.png")
+    page.click("input[value='Yes, cancel bookings']")
+    expect(page.locator(".messagelist")).to_contain_text(
+        f"1 booking cancelled, 2 seats available again: {reference} (B7, B8)."
+    )
+    page.goto(booking_page)
+    expect(page.locator(".field-status_badge")).to_contain_text("cancelled")
+    expect(page.locator(".field-cancelled_list")).to_contain_text("B7, B8")
+    expect(page.get_by_role("button", name="Cancel this booking")).to_have_count(0)
+
+    page.goto(f"{server_url}/admin/booking/booking/")
+    page.click("#toggle-nav-sidebar")  # the list's width for the screenshot
+    expect(page.locator("#result_list")).to_contain_text(reference)
+    expect(page.locator("#result_list")).to_contain_text("shop-1042")
+    screenshot(page, "admin-bookings.png")

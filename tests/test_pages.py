@@ -30,7 +30,7 @@ def test_seat_map_for_an_anonymous_visitor_offers_sign_in(event):
     assert response.status_code == 200
     html = response.content.decode()
     assert f"/accounts/login/?next=/events/{event.id}/" in html
-    assert 'id="confirm"' not in html
+    assert 'id="confirm"' not in html and 'id="my-bookings"' not in html
     config = page_config(response)
     assert config["user"] is None
     assert config["socketPath"] == f"/ws/events/{event.id}/"
@@ -49,6 +49,7 @@ def test_seat_map_for_a_signed_in_person_has_the_hold_controls(event, make_user)
     response = client.get(f"/events/{event.id}/")
     html = response.content.decode()
     assert 'id="confirm"' in html and 'id="release"' in html and 'id="countdown"' in html
+    assert 'id="my-bookings"' in html and 'id="booking-list"' in html  # filled from /api/me/bookings
     assert page_config(response)["user"] == "alice"
     assert client.post("/accounts/logout/").status_code == 302
     assert page_config(client.get(f"/events/{event.id}/"))["user"] is None

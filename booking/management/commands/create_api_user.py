@@ -5,9 +5,10 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 
 #: What the box office needs in the admin (booking app, codenames): events and seats to see,
-#: add (an event, a seating block) and change; the audit trail to read (nobody may change it).
-#: Not booking.hold_for_others: acting for other holders, in the API or through the admin's
-#: seat actions, is granted on its own (--hold-for-others).
+#: add (an event, a seating block) and change; bookings and the audit trail to read (nobody
+#: edits them there). Not booking.hold_for_others: acting for other holders, in the API or
+#: through the admin's seat and booking actions (cancelling a booking too), is granted on its
+#: own (--hold-for-others).
 STAFF_PERMISSIONS = (
     "view_event",
     "add_event",
@@ -16,6 +17,7 @@ STAFF_PERMISSIONS = (
     "add_seat",
     "change_seat",
     "view_seatevent",
+    "view_booking",
 )
 
 

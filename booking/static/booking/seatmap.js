@@ -8,6 +8,12 @@
  * server's (snapshot `now`, lock answers) corrects every countdown, and a hold
  * turns free on screen at its expiry even if no message comes (no sweep, or
  * the in-memory channel layer of the embedded run).
+ *
+ * "My bookings" lists the signed-in person's bookings (GET /api/me/bookings,
+ * newest first, a page at a time) with a Cancel button for a confirmed
+ * booking of this event (POST /api/bookings/{reference}/cancel); the list is
+ * read again after a confirm, a cancel, and a live change that takes a seat
+ * out of one of the person's bookings (the box office cancelled it).
  */
 (function () {
   "use strict";
@@ -17,7 +23,7 @@
   const seats = new Map(); // id -> seat payload, the newest version seen
   const buttons = new Map(); // id -> its button
   const mine = new Set(); // seats the signed-in person holds
-  const myBookings = new Set();
+  const myBookings = new Set(); // seats of this event booked by the signed-in person
   let clockOffset = 0; // server clock minus browser clock, in ms
   let retries = 0;
 
@@ -183,22 +189,34 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  async function write(path, seatIds) {
+  const UNREACHABLE = "The service cannot be reached. Check your connection and try again.";
+
+  /** POST a JSON body with the session and its CSRF token: {ok, status, body}, or null when unreachable. */
+  async function post(path, payload) {
     let response;
     try {
       response = await fetch(config.api + path, {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-        body: JSON.stringify({ seatIds }),
+        body: JSON.stringify(payload),
       });
     } catch (error) {
-      say("The service cannot be reached. Check your connection and try again.", "error", "network");
       return null;
     }
     const body = await response.json().catch(() => null);
-    if (!response.ok) {
-      sayError(body, response.status);
+    return { ok: response.ok, status: response.status, body };
+  }
+
+  async function write(path, seatIds) {
+    const answer = await post(path, { seatIds });
+    if (!answer) {
+      say(UNREACHABLE, "error", "network");
+      return null;
+    }
+    const body = answer.body;
+    if (!answer.ok) {
+      sayError(body, answer.status);
       return null;
     }
     if (typeof body.expiresInSeconds === "number" && body.lockExpiresAt) {
@@ -259,7 +277,17 @@
         myBookings.add(seat.id);
         apply(seat);
       }
-      say(`Booked ${labels(ids)}. Enjoy the show!`, "success");
+      if (body.booking) {
+        say(`Booked ${labels(ids)}. Your booking reference is `, "success");
+        const reference = document.createElement("strong");
+        reference.className = "reference";
+        reference.id = "booking-reference";
+        reference.textContent = body.booking.reference;
+        $("message").append(reference, ". Enjoy the show!");
+      } else {
+        say(`Booked ${labels(ids)}. Enjoy the show!`, "success");
+      }
+      refreshBookings();
     }
     updatePanel();
   }
@@ -274,6 +302,179 @@
       say(`Released ${labels(ids)}.`, "info");
     }
     updatePanel();
+  }
+
+  /* --- My bookings ------------------------------------------------------- */
+
+  const bookingList = $("booking-list");
+  const bookingErrors = new Map(); // reference -> the API's refusal, shown until the next try
+  const asking = new Set(); // references whose "Cancel?" question is open
+  const cancelling = new Set(); // references whose cancel request is under way
+  const eventNames = new Map([[eventId, config.event.name]]);
+  let bookingsRead = 0; // a later answer replaces an earlier one, never the reverse
+  let bookingsTimer = null;
+
+  function element(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  async function readBookings(url) {
+    const response = await fetch(url, { credentials: "same-origin" }).catch(() => null);
+    if (!response || !response.ok) return null;
+    return response.json().catch(() => null);
+  }
+
+  /** Names of the other events the person has bookings for, read once. */
+  async function learnEventNames(bookings) {
+    if (bookings.every((booking) => eventNames.has(booking.event))) return;
+    const response = await fetch(config.api + "/events", { credentials: "same-origin" }).catch(() => null);
+    if (!response || !response.ok) return;
+    for (const event of await response.json()) eventNames.set(event.id, event.name);
+  }
+
+  /** Read the first page again (after a confirm, a cancel, a live change of one of the person's seats). */
+  async function refreshBookings() {
+    if (!bookingList) return;
+    const ticket = ++bookingsRead;
+    const page = await readBookings(config.api + "/me/bookings?pageSize=10");
+    if (ticket !== bookingsRead) return;
+    if (!page) {
+      $("bookings-status").textContent = "Your bookings cannot be read right now.";
+      return;
+    }
+    await learnEventNames(page.results);
+    if (ticket !== bookingsRead) return;
+    bookingList.replaceChildren(...page.results.map(bookingItem));
+    showMore(page.next);
+  }
+
+  function scheduleBookingsRefresh() {
+    clearTimeout(bookingsTimer);
+    bookingsTimer = setTimeout(refreshBookings, 300);
+  }
+
+  function showMore(next) {
+    const more = $("bookings-more");
+    more.hidden = !next;
+    more.dataset.next = next || "";
+    const count = bookingList.children.length;
+    $("bookings-status").textContent = count
+      ? `${count} booking${count === 1 ? "" : "s"}${next ? " (newest first)" : ""}.`
+      : "You have no bookings yet. Hold seats and confirm them to book.";
+  }
+
+  async function moreBookings() {
+    const next = $("bookings-more").dataset.next;
+    if (!next) return;
+    const ticket = ++bookingsRead;
+    const page = await readBookings(next);
+    if (ticket !== bookingsRead || !page) return;
+    await learnEventNames(page.results);
+    bookingList.append(...page.results.map(bookingItem));
+    showMore(page.next);
+  }
+
+  function bookingItem(booking) {
+    const here = booking.event === eventId;
+    const item = element("li", "booking " + booking.status);
+    item.dataset.reference = booking.reference;
+    item.dataset.status = booking.status;
+    item.dataset.event = booking.event;
+
+    const head = element("div", "booking-head");
+    head.append(element("strong", "reference", booking.reference), " ");
+    head.append(element("span", "badge " + booking.status, booking.status), " ");
+    const where = here ? element("span", "muted", eventNames.get(booking.event)) : element("a", "muted");
+    if (!here) {
+      where.href = `/events/${booking.event}/`;
+      where.textContent = eventNames.get(booking.event) || `Event ${booking.event}`;
+    }
+    head.append(where);
+    item.append(head);
+
+    const seatsLine = element("div", "booking-seats");
+    const now = booking.seats.map((seat) => seat.label).join(", ");
+    const gone = booking.cancelledSeats.map((seat) => seat.label).join(", ");
+    seatsLine.append(element("span", "seat-labels", now ? `Seats ${now}` : "No seats left"));
+    if (gone) seatsLine.append(" ", element("span", "muted cancelled-labels", `(cancelled: ${gone})`));
+    item.append(seatsLine);
+
+    if (here && booking.status === "confirmed") item.append(cancelControls(booking));
+    const refusal = bookingErrors.get(booking.reference);
+    if (refusal) {
+      const error = element("p", "message error booking-error", refusal.detail);
+      error.setAttribute("role", "alert");
+      error.dataset.code = refusal.code;
+      item.append(error);
+    }
+    return item;
+  }
+
+  /** "Cancel", then "Yes, cancel it" or "Keep it": one click never cancels a booking. The question
+   * stays open across a re-read of the list (a live change may come while the person decides). */
+  function cancelControls(booking) {
+    const reference = booking.reference;
+    const box = element("div", "booking-actions");
+    const redraw = () => {
+      const fresh = cancelControls(booking);
+      box.replaceWith(fresh);
+      return fresh;
+    };
+    if (!asking.has(reference)) {
+      const ask = element("button", "cancel", "Cancel");
+      ask.type = "button";
+      ask.setAttribute("aria-label", `Cancel booking ${reference}`);
+      ask.addEventListener("click", () => {
+        asking.add(reference);
+        redraw().querySelector("button.keep").focus();
+      });
+      box.append(ask);
+      return box;
+    }
+    const question = element("span", "question", `Cancel ${reference}? Its seats become free for anyone. `);
+    const yes = element("button", "confirm-cancel", "Yes, cancel it");
+    const no = element("button", "keep secondary", "Keep it");
+    yes.type = no.type = "button";
+    yes.disabled = no.disabled = cancelling.has(reference);
+    yes.addEventListener("click", () => cancelBooking(booking, box));
+    no.addEventListener("click", () => {
+      asking.delete(reference);
+      redraw().querySelector("button.cancel").focus();
+    });
+    box.append(question, yes, " ", no);
+    return box;
+  }
+
+  async function cancelBooking(booking, box) {
+    const reference = booking.reference;
+    cancelling.add(reference);
+    for (const button of box.querySelectorAll("button")) button.disabled = true;
+    bookingErrors.delete(reference);
+    const answer = await post(`/bookings/${encodeURIComponent(reference)}/cancel`, {});
+    cancelling.delete(reference);
+    asking.delete(reference);
+    if (!answer) {
+      bookingErrors.set(reference, { code: "network", detail: UNREACHABLE });
+    } else if (!answer.ok) {
+      const body = answer.body || {};
+      bookingErrors.set(reference, {
+        code: body.code || "error",
+        detail: body.detail || `The booking could not be cancelled (${answer.status}).`,
+      });
+    } else {
+      for (const seat of answer.body.seats) {
+        myBookings.delete(seat.id);
+        apply(seat);
+      }
+      const freed = answer.body.seats.map((seat) => seat.label);
+      const verb = freed.length === 1 ? "is" : "are";
+      say(`Cancelled booking ${reference}: ${freed.join(", ")} ${verb} free again.`, "info");
+      updatePanel();
+    }
+    await refreshBookings();
   }
 
   /* --- The WebSocket ----------------------------------------------------- */
@@ -295,6 +496,7 @@
     map.setAttribute("aria-busy", "false");
     setConnection("live", "Live: changes appear as they happen.");
     refreshMine();
+    refreshBookings();
   }
 
   function onSeat(seat) {
@@ -302,7 +504,14 @@
     // A new hold on a seat whose hold of ours has run out is someone else's.
     if (mine.has(seat.id) && known && !isLive(known) && seat.version > known.version) mine.delete(seat.id);
     const wasMine = mine.has(seat.id);
-    if (apply(seat) && wasMine && seat.status === "booked") refreshMine();
+    const wasBookedByMe = myBookings.has(seat.id);
+    if (apply(seat)) {
+      if (wasMine && seat.status === "booked") refreshMine(); // booked from another tab
+      // Booked or cancelled elsewhere (another tab, the box office): the list follows.
+      if ((wasMine && seat.status === "booked") || (wasBookedByMe && seat.status !== "booked")) {
+        scheduleBookingsRefresh();
+      }
+    }
     updatePanel();
   }
 
@@ -313,6 +522,7 @@
       const message = JSON.parse(event.data);
       if (message.type === "snapshot") onSnapshot(message);
       else if (message.type === "seat") onSeat(message.seat);
+      else if (message.type === "seats") message.seats.forEach(onSeat); // the spec's frame of several seats
     });
     socket.addEventListener("close", (event) => {
       if (event.code === 4404) {
@@ -331,6 +541,7 @@
     $("confirm").addEventListener("click", confirmHolds);
     $("release").addEventListener("click", releaseHolds);
   }
+  if ($("bookings-more")) $("bookings-more").addEventListener("click", moreBookings);
   setConnection("connecting", "Connecting…");
   connect();
   setInterval(tick, 250);
