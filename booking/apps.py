@@ -23,3 +23,10 @@ class BookingConfig(AppConfig):
         for through in (user_model.user_permissions.through, user_model.groups.through, Group.permissions.through):
             m2m_changed.connect(token_cache.clear, sender=through, dispatch_uid=f"token-cache-m2m-{through.__name__}")
         post_delete.connect(token_cache.clear, sender=Permission, dispatch_uid="token-cache-delete-permission")
+
+        # An endpoint added, changed or removed in this process: its list of endpoints is asked anew.
+        from .models import WebhookEndpoint
+        from .services.webhooks import endpoints
+
+        post_save.connect(endpoints.clear, sender=WebhookEndpoint, dispatch_uid="webhook-endpoints-save")
+        post_delete.connect(endpoints.clear, sender=WebhookEndpoint, dispatch_uid="webhook-endpoints-delete")

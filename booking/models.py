@@ -303,3 +303,100 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path} {self.key}"
+
+
+# --- Webhooks -------------------------------------------------------------------
+
+
+class WebhookEventType(models.TextChoices):
+    HOLD_CREATED = "hold.created", "hold.created"
+    HOLD_RELEASED = "hold.released", "hold.released"
+    HOLD_EXPIRED = "hold.expired", "hold.expired"
+    BOOKING_CONFIRMED = "booking.confirmed", "booking.confirmed"
+    BOOKING_CANCELLED = "booking.cancelled", "booking.cancelled"
+    TEST = "webhook.test", "webhook.test"
+
+
+class WebhookEndpoint(models.Model):
+    """An integrator's receiver: where messages go, which types, and the secrets that sign them.
+
+    During a rotation the previous secret signs too (a second signature in
+    ``webhook-signature``) until ``previous_secret_expires_at``, so a receiver
+    can switch over without missing a message.
+    """
+
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True, default="")
+    event_types = models.JSONField(
+        default=list, blank=True, help_text="The types it receives; empty for all (but webhook.test, sent on demand)."
+    )
+    active = models.BooleanField(default=True)
+    secret = models.CharField(max_length=100, editable=False)
+    previous_secret = models.CharField(max_length=100, blank=True, default="", editable=False)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: Since when every attempt to it has failed (None while it answers); 5 days of it disables it.
+    failing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.CharField(max_length=200, blank=True, default="", editable=False)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def receives(self, event_type: str) -> bool:
+        return not self.event_types or event_type in self.event_types
+
+
+class WebhookMessage(models.Model):
+    """The outbox: one message per reported change, written in the change's own transaction."""
+
+    msg_id = models.CharField(max_length=40, unique=True, help_text="The webhook-id: the same on every attempt.")
+    type = models.CharField(max_length=40, choices=WebhookEventType.choices)
+    payload = models.JSONField(help_text='{"type", "timestamp", "data"}, as sent.')
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["created_at"], name="webhookmessage_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.msg_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One message to one endpoint: its attempts, and when the next one is due."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        DELIVERED = "delivered", "delivered"
+        FAILED = "failed", "failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    #: An attempt in flight holds the delivery until then; a worker killed mid-attempt lets it go.
+    leased_until = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    response_excerpt = models.CharField(max_length=500, blank=True, default="")
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "endpoint"], name="webhookdelivery_once_per_endpoint"),
+        ]
+        indexes = [
+            # What is due: the beat task's query.
+            models.Index(fields=["next_attempt_at"], name="webhookdelivery_due_idx", condition=Q(state="pending")),
+        ]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self) -> str:
+        return f"{self.message_id} → {self.endpoint_id} ({self.state})"

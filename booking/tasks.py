@@ -8,6 +8,7 @@ from . import conf
 from .errors import Busy
 from .services import holds_release_expired
 from .services.idempotency import idempotency_keys_purge
+from .services.webhooks import webhook_deliver, webhook_messages_purge, webhooks_deliver_due
 
 logger = logging.getLogger("booking.expiry")
 
@@ -26,3 +27,21 @@ def release_expired_holds() -> int:
 def purge_idempotency_keys() -> int:
     """Beat's hourly purge of Idempotency-Keys past their retention (BOOKING_IDEMPOTENCY_SECONDS)."""
     return idempotency_keys_purge()
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def deliver_webhook(delivery_id: int) -> str:
+    """One attempt at a webhook delivery (a no-op unless it is due: a duplicate send does no harm)."""
+    return webhook_deliver(delivery_id)
+
+
+@shared_task(ignore_result=True)
+def deliver_due_webhooks() -> int:
+    """Beat: send every due webhook delivery to a worker (retries, lost sends, a worker that was down)."""
+    return webhooks_deliver_due()
+
+
+@shared_task(ignore_result=True)
+def purge_webhook_messages() -> int:
+    """Beat, daily: delete the messages delivered everywhere before BOOKING_WEBHOOK_RETENTION_DAYS."""
+    return webhook_messages_purge()

@@ -62,6 +62,20 @@ BOOKING_CANCEL_CUTOFF_SECONDS = env.int("BOOKING_CANCEL_CUTOFF_SECONDS", default
 # bounds a request's waits).
 BOOKING_IDEMPOTENCY_SECONDS = env.int("BOOKING_IDEMPOTENCY_SECONDS", default=86400)
 BOOKING_IDEMPOTENCY_LEASE_SECONDS = env.int("BOOKING_IDEMPOTENCY_LEASE_SECONDS", default=15)
+# Webhooks (booking/services/webhooks.py): how long a process keeps the list of endpoints
+# (every seat write asks it), how often beat sends what is due, how long delivered
+# messages are kept.
+BOOKING_WEBHOOK_ENDPOINTS_CACHE_SECONDS = env.float("BOOKING_WEBHOOK_ENDPOINTS_CACHE_SECONDS", default=1.0)
+BOOKING_WEBHOOK_POLL_SECONDS = env.float("BOOKING_WEBHOOK_POLL_SECONDS", default=5.0)
+BOOKING_WEBHOOK_RETENTION_DAYS = env.int("BOOKING_WEBHOOK_RETENTION_DAYS", default=30)
+BOOKING_WEBHOOK_TIMEOUT_SECONDS = env.float("BOOKING_WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+# Seconds to wait after each failed attempt; after the last, a delivery has failed.
+BOOKING_WEBHOOK_RETRY_SCHEDULE = [
+    float(seconds)
+    for seconds in env.list(
+        "BOOKING_WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"]
+    )
+]
 BOOKING_SWEEP_SECONDS = env.float("BOOKING_SWEEP_SECONDS", default=5.0)
 BOOKING_SWEEP_BATCH = env.int("BOOKING_SWEEP_BATCH", default=10000)
 # Concurrent sweeps per beat run on PostgreSQL (each its own connection and rows).
@@ -266,9 +280,22 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
+# Webhook attempts on a queue of their own, served by a worker of many threads (Procfile's
+# webhooks:): a slow receiver holds one thread for up to 15 s, never the expiry sweep.
+CELERY_TASK_ROUTES = {"booking.tasks.deliver_webhook": {"queue": "webhooks"}}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
+    "deliver-due-webhooks": {
+        "task": "booking.tasks.deliver_due_webhooks",
+        "schedule": BOOKING_WEBHOOK_POLL_SECONDS,
+        "options": {"expires": max(BOOKING_WEBHOOK_POLL_SECONDS, 1.0)},
+    },
+    "purge-webhook-messages": {
+        "task": "booking.tasks.purge_webhook_messages",
+        "schedule": 86400.0,
+        "options": {"expires": 3600.0},
+    },
     "purge-idempotency-keys": {
         "task": "booking.tasks.purge_idempotency_keys",
         "schedule": 3600.0,

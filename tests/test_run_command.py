@@ -47,7 +47,7 @@ def tokens_printed(output: str) -> dict[str, str]:
 def ctrl_c(run: Process) -> float:
     """SIGINT to the foreground process group, as a terminal's Ctrl-C; returns how long it took to exit."""
     pids = [int(pid) for pid in re.findall(r"started \(pid=(\d+)\)", run.output)]
-    assert len(pids) == 3, run.output  # web, worker, beat
+    assert len(pids) == 4, run.output  # web, worker, webhooks, beat
     started = time.monotonic()
     run.signal_group(signal.SIGINT)
     run.wait(timeout=STOP_WITHIN_SECONDS + 5)

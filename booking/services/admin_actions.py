@@ -16,8 +16,8 @@ from typing import Any
 from django.utils import timezone
 
 from ..errors import Busy, InvalidRequest, SeatNotFound
-from ..models import Booking, SeatAction, SeatStatus
-from .bookings import booking_create
+from ..models import Booking, SeatAction, SeatStatus, WebhookEventType
+from .bookings import booking_create, booking_payload_of
 from .expiry import log_expiry
 from .pipeline import (
     AVAILABLE,
@@ -32,6 +32,7 @@ from .pipeline import (
     update_seats,
     write_transaction,
 )
+from .webhooks import webhooks_emit, webhooks_emit_holds
 
 ADMIN_CHUNK = 500
 
@@ -97,10 +98,13 @@ def _run(seat_ids: Sequence[int], apply: Apply, committed: Callable[[], None] = 
 
 def _free(rows: list[dict[str, Any]], action: str, actor: Any) -> None:
     """Make the seats available, with an audit row each and a live push."""
+    holders = [row["locked_by"] for row in rows]
     update_seats([row["id"] for row in rows], **AVAILABLE)
     save_audit(audit_rows(rows, action, actor=actor))
     mark_written(rows, live_status=SeatStatus.AVAILABLE)
     push_after_commit(rows)
+    if rows:
+        webhooks_emit_holds(WebhookEventType.HOLD_RELEASED, rows, holders=holders, at=rows[0]["db_now"])
 
 
 def seats_admin_release(*, seat_ids: Sequence[int], actor: Any = None) -> AdminResult:
@@ -134,6 +138,7 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
         to_book: list[dict[str, Any]] = []
         skipped: dict[int, str] = {}
         audit: list[AuditRow] = []
+        taken_over: list[tuple[dict[str, Any], str]] = []
         made.clear()
         for row in rows:
             if row["live_status"] == SeatStatus.BOOKED:
@@ -150,6 +155,7 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
             if is_expired_hold(row):
                 audit += audit_rows([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
                 log_expiry(row)
+                taken_over.append((row, row["locked_by"]))
             audit += audit_rows([row], SeatAction.ADMIN_BOOKED, actor=actor, holder=holder, booking_id=booking.pk)
             row["booking_id"] = booking.pk
             to_book.append(row)
@@ -167,13 +173,16 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
         save_audit(audit)
         mark_written(to_book, live_status=SeatStatus.BOOKED)
         push_after_commit(to_book)
+        webhooks_emit_holds(
+            WebhookEventType.HOLD_EXPIRED, [r for r, _ in taken_over], holders=[h for _, h in taken_over], at=now
+        )
+        for booking_id in sorted({row["booking_id"] for row in to_book}):
+            webhooks_emit(WebhookEventType.BOOKING_CONFIRMED, booking_payload_of(booking_id), at=now)
         return [row["id"] for row in to_book], skipped
 
     result = _run(seat_ids, apply, committed=lambda: bookings.update(made))
     result.references = sorted(booking.reference for booking in bookings.values())
     return result
-
-    return _run(seat_ids, apply)
 
 
 def seats_admin_cancel(*, seat_ids: Sequence[int], actor: Any = None) -> AdminResult:
@@ -194,6 +203,8 @@ def seats_admin_cancel(*, seat_ids: Sequence[int], actor: Any = None) -> AdminRe
         )
         mark_written(booked, live_status=SeatStatus.AVAILABLE)
         push_after_commit(booked)
+        for booking_id in sorted({row["booking_id"] for row in booked}):
+            webhooks_emit(WebhookEventType.BOOKING_CANCELLED, booking_payload_of(booking_id), at=now)
         return [row["id"] for row in booked], skipped
 
     return _run(seat_ids, apply)

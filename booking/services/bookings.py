@@ -16,9 +16,9 @@ from django.db import IntegrityError, transaction
 
 from .. import conf
 from ..errors import BookingCancelled, BookingNotFound, CancelWindowClosed, SeatNotInBooking
-from ..models import CANCEL_ACTIONS, Booking, SeatAction, SeatEvent, SeatStatus
+from ..models import CANCEL_ACTIONS, Booking, SeatAction, SeatEvent, SeatStatus, WebhookEventType
 from ..references import new_reference
-from ..representations import BOOKING_COLUMNS, seat_payloads, seat_values
+from ..representations import BOOKING_COLUMNS, iso, seat_payloads, seat_values
 from ..selectors import bookings_with_seats
 from .idempotency import keep_answer
 from .pipeline import (
@@ -33,6 +33,7 @@ from .pipeline import (
     update_seats,
     write_transaction,
 )
+from .webhooks import webhooks_emit
 
 #: Tries for a reference nobody has: with 40 bits, a second try is already a rarity.
 REFERENCE_TRIES = 5
@@ -114,8 +115,7 @@ def booking_cancel(
             closes = rows[0]["event_starts_at"] - timedelta(seconds=conf.cancel_cutoff_seconds())
             if now >= closes:
                 raise CancelWindowClosed(
-                    f"Booking {reference} could be cancelled until {closes.isoformat()}; "
-                    "the box office can still cancel it."
+                    f"Booking {reference} could be cancelled until {iso(closes)}; the box office can still cancel it."
                 )
         update_seats(to_cancel, **AVAILABLE)
         save_audit(
@@ -128,5 +128,6 @@ def booking_cancel(
             seats=seat_payloads(map(seat_values, rows)),
             booking=booking_payload_of(booking["id"]),
         )
+        webhooks_emit(WebhookEventType.BOOKING_CANCELLED, result.booking, at=now)
         keep_answer(result)
     return result

@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection
 
 from .. import conf
 from ..errors import Busy
-from ..models import Seat, SeatAction, SeatStatus
+from ..models import Seat, SeatAction, SeatStatus, WebhookEventType
 from . import sql
 from .pipeline import (
     AVAILABLE,
@@ -28,6 +28,7 @@ from .pipeline import (
     update_seats,
     write_transaction,
 )
+from .webhooks import webhooks_emit_holds
 
 logger = logging.getLogger("booking.expiry")
 
@@ -81,6 +82,7 @@ def _release_batch(*, event_id: int | None, seat_ids: Sequence[int] | None, batc
         for row in rows:
             row.update(live_status=SeatStatus.AVAILABLE, live_expires_at=None)
         push_after_commit(rows)
+        webhooks_emit_holds(WebhookEventType.HOLD_EXPIRED, rows, holders=[row["locked_by"] for row in rows])
     return len(rows)
 
 

@@ -16,7 +16,7 @@ from django.db.models import OuterRef, Subquery
 
 from .. import conf
 from ..errors import HoldExpired, InvalidRequest, NotLockedByYou, SeatBooked, SeatLocked, TooManyHolds
-from ..models import Seat, SeatAction, SeatEvent, SeatStatus
+from ..models import Seat, SeatAction, SeatEvent, SeatStatus, WebhookEventType
 from ..representations import booking_payload, seat_payloads, seat_values
 from .bookings import booking_create, booking_payload_of
 from .expiry import log_expiry
@@ -35,6 +35,7 @@ from .pipeline import (
     update_seats,
     write_transaction,
 )
+from .webhooks import webhooks_emit, webhooks_emit_holds
 
 
 @dataclass
@@ -72,6 +73,8 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> Se
         # The new hold per seat, then one UPDATE per distinct (locked_at, expiry): usually one.
         holds: dict[tuple[datetime, datetime], list[dict[str, Any]]] = defaultdict(list)
         audit: list[AuditRow] = []
+        taken_over: list[tuple[dict[str, Any], str]] = []  # expired holds this lock records, and their holder
+        created: list[dict[str, Any]] = []
         for row in rows:
             hold = timedelta(seconds=row["hold_seconds"])
             if holds_live(row, holder):  # a renewal
@@ -83,8 +86,10 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> Se
                 if is_expired_hold(row):  # the old hold's expiry is recorded once, here
                     audit += audit_rows([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
                     log_expiry(row)
+                    taken_over.append((row, row["locked_by"]))
                 locked_at, expires = now, now + hold
                 audit += audit_rows([row], SeatAction.LOCKED, actor=actor, holder=holder)
+                created.append(row)
             holds[(locked_at, expires)].append(row)
         for (locked_at, expires), held in holds.items():
             update_seats(
@@ -100,6 +105,10 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> Se
             mark_written(held, live_status=SeatStatus.LOCKED, live_expires_at=expires)
         save_audit(audit)
         push_after_commit(rows)
+        webhooks_emit_holds(
+            WebhookEventType.HOLD_EXPIRED, [r for r, _ in taken_over], holders=[h for _, h in taken_over], at=now
+        )
+        webhooks_emit_holds(WebhookEventType.HOLD_CREATED, created, holders=[holder] * len(created), at=now)
         first_expiry = min(row["live_expires_at"] for row in rows)
         result = SeatsResult(
             holder=holder,
@@ -180,6 +189,7 @@ def seats_confirm(
                 seat_payloads(map(seat_values, to_book)),
                 [],
             )
+            webhooks_emit(WebhookEventType.BOOKING_CONFIRMED, answer, at=now)
         else:  # a retry: every seat was booked by this holder already
             answer = booking_payload_of(max(row["booking_id"] for row in rows))
         result = SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)), booking=answer)
@@ -207,6 +217,9 @@ def seats_unlock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> 
         mark_written(to_release, live_status=SeatStatus.AVAILABLE)
         save_audit(audit_rows(to_release, SeatAction.UNLOCKED, actor=actor, holder=holder))
         push_after_commit(to_release)
+        webhooks_emit_holds(
+            WebhookEventType.HOLD_RELEASED, to_release, holders=[holder] * len(to_release), at=rows[0]["db_now"]
+        )
         result = SeatsResult(holder=holder, seats=seat_payloads(map(seat_values, rows)))
         keep_answer(result)
     return result

@@ -1,0 +1,317 @@
+"""Webhooks: a transactional outbox, signed as Standard Webhooks, delivered with retries.
+
+A service that changes seats calls :func:`webhooks_emit` inside its own
+transaction: the message and one delivery per subscribed endpoint are written
+with the change, so a committed change always has its message and a rolled-back
+one never does. After commit a Celery task is sent for each delivery; beat's
+:func:`webhooks_deliver_due` sends whatever is due (a send that was lost, a
+worker that was down, the retries). :func:`webhook_deliver` makes one attempt:
+it leases the delivery (a worker killed mid-attempt lets it go when the lease
+ends), POSTs the signed message, and records the outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+import requests
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from ..models import WebhookDelivery, WebhookEndpoint, WebhookEventType, WebhookMessage
+from ..representations import iso, seat_payloads, seat_values
+
+logger = logging.getLogger("booking.webhooks")
+
+#: An endpoint that has failed every attempt for this long is disabled.
+DISABLE_AFTER = timedelta(days=5)
+#: Due deliveries sent per beat run, oldest first (the rest go on the next run).
+DUE_BATCH = 500
+
+
+def retry_schedule() -> list[timedelta]:
+    """The waits after each failed attempt (BOOKING_WEBHOOK_RETRY_SCHEDULE: by default 5 s, 5 min,
+    30 min, 2 h, 5 h, 10 h, 10 h, Standard Webhooks' ladder); after the last, it has failed."""
+    return [timedelta(seconds=seconds) for seconds in settings.BOOKING_WEBHOOK_RETRY_SCHEDULE]
+
+
+def timeout_seconds() -> float:
+    """How long a receiver has to answer (BOOKING_WEBHOOK_TIMEOUT_SECONDS, 15)."""
+    return settings.BOOKING_WEBHOOK_TIMEOUT_SECONDS
+
+
+def lease() -> timedelta:
+    """How long an attempt holds its delivery: longer than any attempt, and not much longer, as a
+    worker killed mid-attempt leaves it held until then."""
+    return timedelta(seconds=2 * timeout_seconds() + 5)
+
+
+Delivery = WebhookDelivery.State
+
+
+def new_secret() -> str:
+    """A signing secret as Standard Webhooks writes them: ``whsec_`` and 24 random bytes in base64."""
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def new_msg_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+# --- Which endpoints receive a type ----------------------------------------------
+
+
+class _Endpoints:
+    """The active endpoints and their types, kept per process for a moment (every seat write asks).
+
+    A change in this process clears it at once (signals, booking/apps.py); one in
+    another process reaches it within BOOKING_WEBHOOK_ENDPOINTS_CACHE_SECONDS.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[tuple[int, list[str]]] | None = None
+        self._until = 0.0
+
+    def subscribed(self, event_type: str) -> list[int]:
+        entries, until = self._entries, self._until
+        if entries is None or until <= time.monotonic():
+            entries = [
+                (pk, types or [])
+                for pk, types in WebhookEndpoint.objects.filter(active=True).values_list("pk", "event_types")
+            ]
+            with self._lock:
+                self._entries = entries
+                self._until = time.monotonic() + settings.BOOKING_WEBHOOK_ENDPOINTS_CACHE_SECONDS
+        return [
+            pk for pk, types in entries if (not types and event_type != WebhookEventType.TEST) or event_type in types
+        ]
+
+    def clear(self, **kwargs: Any) -> None:
+        with self._lock:
+            self._entries = None
+
+
+endpoints = _Endpoints()
+
+
+# --- The outbox ------------------------------------------------------------------
+
+
+def webhooks_emit(
+    event_type: str, data: dict[str, Any], *, at: datetime | None = None, endpoint_ids: Sequence[int] | None = None
+) -> WebhookMessage | None:
+    """Write the message of a change and its deliveries, in the caller's transaction; send after commit.
+
+    ``at``: when the change happened (the database's clock, where the caller has
+    it). Nothing is written when no endpoint receives the type.
+    """
+    targets = list(endpoint_ids) if endpoint_ids is not None else endpoints.subscribed(event_type)
+    if not targets:
+        return None
+    when = at or timezone.now()
+    message = WebhookMessage.objects.create(
+        msg_id=new_msg_id(), type=event_type, payload={"type": event_type, "timestamp": iso(when), "data": data}
+    )
+    deliveries = WebhookDelivery.objects.bulk_create(
+        WebhookDelivery(endpoint_id=pk, message=message, next_attempt_at=when) for pk in targets
+    )
+    ids = [delivery.pk for delivery in deliveries]
+    transaction.on_commit(lambda: _send(ids))
+    return message
+
+
+def webhooks_emit_holds(
+    event_type: str, rows: Sequence[dict[str, Any]], *, holders: Sequence[str], at: datetime | None = None
+) -> None:
+    """A hold message per event and holder: ``{"holder", "event", "seats"}``, the seats as
+    the change left them (``rows`` read as dicts, ``holders[i]`` the holder of ``rows[i]``)."""
+    if not rows or not endpoints.subscribed(event_type):
+        return
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for row, holder in zip(rows, holders, strict=True):
+        groups.setdefault((row["event_id"], holder), []).append(row)
+    for (event_id, holder), seats in groups.items():
+        data = {"holder": holder, "event": event_id, "seats": seat_payloads(map(seat_values, seats))}
+        webhooks_emit(event_type, data, at=at)
+
+
+def _send(delivery_ids: list[int]) -> None:
+    """Hand each delivery to a worker; a broker that is down only delays it (beat sends it later)."""
+    from ..tasks import deliver_webhook
+
+    for delivery_id in delivery_ids:
+        try:
+            deliver_webhook.delay(delivery_id)
+        except Exception:  # the booking committed: it must not fail because the broker did
+            logger.warning("webhook delivery %s not sent to a worker now; beat sends it when due", delivery_id)
+
+
+def webhooks_deliver_due(*, limit: int = DUE_BATCH) -> int:
+    """Send every delivery that is due and not in flight to a worker; how many."""
+    due = list(
+        WebhookDelivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=Now())
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
+        .order_by("next_attempt_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    _send(due)
+    return len(due)
+
+
+# --- One attempt -----------------------------------------------------------------
+
+
+def signatures(endpoint: WebhookEndpoint, msg_id: str, timestamp: datetime, body: str, *, now: datetime) -> str:
+    """``webhook-signature``: one ``v1,…`` per valid secret (two during a rotation), space-separated."""
+    secrets_ = [endpoint.secret]
+    if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
+        secrets_.append(endpoint.previous_secret)
+    return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets_)
+
+
+def webhook_deliver(delivery_id: int) -> str:
+    """One attempt at a delivery, if it is due and no other attempt holds it; the outcome."""
+    with transaction.atomic():
+        leased = (
+            WebhookDelivery.objects.filter(pk=delivery_id, state=Delivery.PENDING, next_attempt_at__lte=Now())
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
+            .update(leased_until=Now() + lease())
+        )
+    if not leased:
+        return "not due"
+    delivery = WebhookDelivery.objects.select_related("endpoint", "message").get(pk=delivery_id)
+    endpoint, message = delivery.endpoint, delivery.message
+    if not endpoint.active:
+        _finish(delivery, state=Delivery.FAILED, error=f"endpoint disabled: {endpoint.disabled_reason or 'inactive'}")
+        return "endpoint disabled"
+    body = orjson.dumps(message.payload).decode()
+    sent_at = timezone.now()  # the attempt's time, which receivers check against their own clocks
+    headers = {
+        "content-type": "application/json",
+        "user-agent": "seat-booking-webhooks/1",
+        "webhook-id": message.msg_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": signatures(endpoint, message.msg_id, sent_at, body, now=sent_at),
+    }
+    started = time.monotonic()
+    status, excerpt, error = None, "", ""
+    try:
+        answer = requests.post(
+            endpoint.url, data=body.encode(), headers=headers, timeout=timeout_seconds(), allow_redirects=False
+        )
+        status, excerpt = answer.status_code, answer.text[:500]
+    except requests.RequestException as exc:
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    duration_ms = int((time.monotonic() - started) * 1000)
+    return _record(delivery, status=status, excerpt=excerpt, error=error, duration_ms=duration_ms)
+
+
+def _record(delivery: WebhookDelivery, *, status: int | None, excerpt: str, error: str, duration_ms: int) -> str:
+    """The attempt's outcome, and what comes next; times on the database's clock."""
+    endpoint = delivery.endpoint
+    attempts = delivery.attempts + 1
+    common: dict[str, Any] = {
+        "attempts": attempts,
+        "last_attempt_at": Now(),
+        "last_status_code": status,
+        "last_duration_ms": duration_ms,
+        "response_excerpt": excerpt,
+        "last_error": error,
+        "leased_until": None,
+    }
+    if status is not None and 200 <= status < 300:
+        _update(delivery, state=Delivery.DELIVERED, delivered_at=Now(), next_attempt_at=None, **common)
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).exclude(failing_since=None).update(failing_since=None)
+        return "delivered"
+    if status == 410:  # Gone: the receiver asks not to be sent anything any more
+        _disable(endpoint, "it answered 410 Gone")
+        _update(delivery, state=Delivery.FAILED, next_attempt_at=None, **common)
+        return "gone"
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since=None).update(failing_since=Now())
+    if WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__lte=Now() - DISABLE_AFTER).exists():
+        _disable(endpoint, f"every attempt failed for {DISABLE_AFTER.days} days")
+    schedule = retry_schedule()
+    if attempts > len(schedule):
+        _update(delivery, state=Delivery.FAILED, next_attempt_at=None, **common)
+        logger.warning("webhook %s to %s failed after %s attempts", delivery.message.msg_id, endpoint.url, attempts)
+        return "failed"
+    _update(delivery, next_attempt_at=Now() + schedule[attempts - 1], **common)
+    return "retry"
+
+
+def _update(delivery: WebhookDelivery, **values: Any) -> None:
+    WebhookDelivery.objects.filter(pk=delivery.pk).update(**values)
+
+
+def _finish(delivery: WebhookDelivery, *, state: str, error: str) -> None:
+    _update(delivery, state=state, last_error=error[:300], leased_until=None, next_attempt_at=None)
+
+
+def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
+    if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False, disabled_reason=reason):
+        logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
+        endpoints.clear()
+
+
+# --- The box office's and integrators' tools ------------------------------------------
+
+
+def webhook_endpoint_create(*, url: str, event_types: Sequence[str] = (), description: str = "") -> WebhookEndpoint:
+    unknown = sorted(set(event_types) - set(WebhookEventType.values))
+    if unknown:
+        raise ValueError(f"unknown event types: {', '.join(unknown)} (known: {', '.join(WebhookEventType.values)})")
+    return WebhookEndpoint.objects.create(
+        url=url, event_types=sorted(set(event_types)), description=description, secret=new_secret()
+    )
+
+
+def webhook_secret_rotate(endpoint: WebhookEndpoint, *, overlap: timedelta = timedelta(hours=24)) -> str:
+    """A new secret; the old one goes on signing (a second signature) for ``overlap``."""
+    secret = new_secret()
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        previous_secret=endpoint.secret, previous_secret_expires_at=Now() + overlap, secret=secret
+    )
+    return secret
+
+
+def webhook_send_test(endpoint: WebhookEndpoint) -> WebhookMessage | None:
+    """A ``webhook.test`` message to this endpoint only."""
+    with transaction.atomic():
+        return webhooks_emit(
+            WebhookEventType.TEST, {"endpoint": endpoint.pk, "note": "a test message"}, endpoint_ids=[endpoint.pk]
+        )
+
+
+def webhook_deliveries_resend(delivery_ids: Sequence[int]) -> int:
+    """Send deliveries again now (failed or delivered ones too), with their message's id; how many."""
+    with transaction.atomic():
+        count = WebhookDelivery.objects.filter(pk__in=list(delivery_ids)).update(
+            state=Delivery.PENDING, next_attempt_at=Now(), leased_until=None
+        )
+        ids = list(delivery_ids)
+        transaction.on_commit(lambda: _send(ids))
+    return count
+
+
+def webhook_messages_purge() -> int:
+    """Delete the messages older than BOOKING_WEBHOOK_RETENTION_DAYS that were delivered everywhere."""
+    cutoff = timezone.now() - timedelta(days=settings.BOOKING_WEBHOOK_RETENTION_DAYS)
+    old = WebhookMessage.objects.filter(created_at__lt=cutoff).exclude(
+        deliveries__state__in=[Delivery.PENDING, Delivery.FAILED]
+    )
+    deleted, _ = old.delete()
+    return deleted

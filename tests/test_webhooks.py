@@ -1,0 +1,287 @@
+"""Webhooks in one process: the outbox written with the change, signed attempts to a real receiver."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db.models.functions import Now
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from booking import services
+from booking.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
+from booking.services import holds, webhooks
+
+from .helpers import expire_hold, post
+from .webhook_receiver import Receiver
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def receiver():
+    started = Receiver()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def endpoint(receiver):
+    return webhooks.webhook_endpoint_create(url=receiver.url)
+
+
+def deliver_all() -> list[str]:
+    """One attempt at every delivery that is due, as the worker would make."""
+    due = WebhookDelivery.objects.filter(state="pending", next_attempt_at__lte=Now()).values_list("pk", flat=True)
+    return [webhooks.webhook_deliver(pk) for pk in list(due)]
+
+
+def messages(event_type=None):
+    found = WebhookMessage.objects.order_by("id")
+    return list(found.filter(type=event_type) if event_type else found)
+
+
+def make_due():
+    WebhookDelivery.objects.filter(state="pending").update(next_attempt_at=Now())
+
+
+def test_a_confirm_writes_its_message_with_the_booking(alice, seat_ids, endpoint):
+    assert post(alice, "/api/lock", {"seatIds": seat_ids[:2]}).status_code == 200
+    answer = post(alice, "/api/confirm", {"seatIds": seat_ids[:2], "orderId": "o-1"}).json()
+    (message,) = messages("booking.confirmed")
+    assert message.payload["type"] == "booking.confirmed"
+    assert message.payload["data"] == answer["booking"]
+    assert message.payload["timestamp"] == answer["booking"]["createdAt"]
+    assert message.msg_id.startswith("msg_")
+    (delivery,) = message.deliveries.all()
+    assert (delivery.endpoint, delivery.state, delivery.attempts) == (endpoint, "pending", 0)
+
+
+def test_the_receiver_verifies_the_signature_and_a_tampered_body_fails(alice, seat_ids, endpoint, receiver):
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["delivered"]
+    (got,) = receiver.wait_for(1, timeout=5)
+    assert set(got.headers) >= {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
+    assert got.headers["content-type"] == "application/json"
+    verified = Webhook(endpoint.secret).verify(got.body, got.headers)
+    assert verified["type"] == "hold.created"
+    assert verified["data"]["holder"] == "alice" and verified["data"]["seats"][0]["id"] == seat_ids[0]
+    tampered = got.body.replace(b"alice", b"mallory")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(endpoint.secret).verify(tampered, got.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(webhooks.new_secret()).verify(got.body, got.headers)
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
+    assert (
+        delivery.delivered_at and delivery.last_duration_ms is not None and "answered 200" in delivery.response_excerpt
+    )
+
+
+def test_500_twice_then_200_arrives_on_the_third_try_with_the_same_id(alice, seat_ids, endpoint, receiver):
+    receiver.answers = [500, 500, 200]
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["retry"]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.next_attempt_at - delivery.last_attempt_at == timedelta(seconds=5)  # the ladder's first step
+    assert deliver_all() == []  # not due yet
+    make_due()
+    assert deliver_all() == ["retry"]
+    delivery.refresh_from_db()
+    assert delivery.next_attempt_at - delivery.last_attempt_at == timedelta(minutes=5)
+    make_due()
+    assert deliver_all() == ["delivered"]
+    arrived = receiver.wait_for(3, timeout=5)
+    assert len({got.headers["webhook-id"] for got in arrived}) == 1
+    assert [json.loads(got.body) for got in arrived][0] == json.loads(arrived[2].body)
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == ("delivered", 3)
+
+
+def test_after_the_last_retry_a_delivery_has_failed(alice, seat_ids, endpoint, receiver, settings):
+    receiver.answers = [503]
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    outcomes = []
+    for _ in range(len(settings.BOOKING_WEBHOOK_RETRY_SCHEDULE) + 1):
+        make_due()
+        outcomes += deliver_all()
+    assert outcomes == ["retry"] * 7 + ["failed"]
+    delivery = WebhookDelivery.objects.get()
+    assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("failed", 8, 503)
+    endpoint.refresh_from_db()
+    assert endpoint.active and endpoint.failing_since is not None
+
+
+def test_410_disables_the_endpoint(alice, seat_ids, endpoint, receiver):
+    receiver.answers = [410]
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["gone"]
+    endpoint.refresh_from_db()
+    assert not endpoint.active and "410" in endpoint.disabled_reason
+    assert post(alice, "/api/unlock", {"seatId": seat_ids[0]}).status_code == 200
+    assert messages("hold.released") == []  # nobody receives it now
+
+
+def test_an_endpoint_failing_for_five_days_is_disabled(alice, seat_ids, endpoint, receiver, caplog):
+    receiver.answers = [500]
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=Now() - timedelta(days=5, minutes=1))
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["retry"]
+    endpoint.refresh_from_db()
+    assert not endpoint.active and "5 days" in endpoint.disabled_reason
+    assert "disabled" in caplog.text
+    make_due()
+    assert deliver_all() == ["endpoint disabled"]
+    assert WebhookDelivery.objects.get().state == "failed"
+
+
+def test_a_dead_receiver_is_retried_and_a_success_clears_its_failure(alice, seat_ids, endpoint, receiver):
+    receiver.stop()
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["retry"]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.last_status_code is None and "ConnectionError" in delivery.last_error
+    receiver.start()
+    make_due()
+    assert deliver_all() == ["delivered"]
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since is None
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(alice, seat_ids, endpoint, receiver, settings):
+    settings.BOOKING_WEBHOOK_TIMEOUT_SECONDS = 0.3
+    receiver.delay = 1.0
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["retry"]
+    assert "Timeout" in WebhookDelivery.objects.get().last_error
+
+
+def test_a_rolled_back_change_writes_no_message(alice, seat_ids, endpoint, monkeypatch):
+    save_audit = holds.save_audit
+
+    def save_then_fail(audit):
+        save_audit(audit)
+        raise RuntimeError("a fault after the writes")
+
+    monkeypatch.setattr(holds, "save_audit", save_then_fail)
+    with pytest.raises(RuntimeError):
+        services.seats_lock(seat_ids=seat_ids[:1], holder="alice")
+    assert messages() == [] and not WebhookDelivery.objects.exists()
+
+
+def test_no_endpoint_no_message(alice, seat_ids):
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert messages() == []
+
+
+def test_an_endpoint_gets_only_its_types(alice, seat_ids, receiver):
+    bookings_only = webhooks.webhook_endpoint_create(url=receiver.url, event_types=["booking.confirmed"])
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert post(alice, "/api/confirm", {"seatId": seat_ids[0]}).status_code == 200
+    assert [m.type for m in messages()] == ["booking.confirmed"]
+    assert [d.endpoint for d in WebhookDelivery.objects.all()] == [bookings_only]
+
+
+def test_every_change_reports_its_type(alice, bob, box_office, seat_ids, endpoint):
+    assert post(alice, "/api/lock", {"seatIds": seat_ids[:3]}).status_code == 200
+    assert post(alice, "/api/lock", {"seatIds": seat_ids[:1]}).status_code == 200  # a renewal: no message
+    assert post(alice, "/api/unlock", {"seatId": seat_ids[2]}).status_code == 200
+    expire_hold(seat_ids[1])
+    assert post(bob, "/api/lock", {"seatId": seat_ids[1]}).status_code == 200  # takes over alice's expired hold
+    reference = post(alice, "/api/confirm", {"seatId": seat_ids[0]}).json()["booking"]["reference"]
+    assert post(alice, f"/api/bookings/{reference}/cancel", {}).status_code == 200
+    expire_hold(seat_ids[1])
+    assert services.holds_release_expired() == 1  # the sweep
+    services.seats_admin_book(seat_ids=seat_ids[5:6], holder="walk-in")
+    services.seats_admin_cancel(seat_ids=seat_ids[5:6])
+    assert post(box_office, "/api/lock", {"seatId": seat_ids[7], "userId": "phone"}).status_code == 200
+    services.seats_admin_release(seat_ids=seat_ids[7:8])
+    got = [(m.type, m.payload["data"].get("holder")) for m in messages()]
+    assert got == [
+        ("hold.created", "alice"),
+        ("hold.released", "alice"),
+        ("hold.expired", "alice"),
+        ("hold.created", "bob"),
+        ("booking.confirmed", "alice"),
+        ("booking.cancelled", "alice"),
+        ("hold.expired", "bob"),
+        ("booking.confirmed", "walk-in"),
+        ("booking.cancelled", "walk-in"),
+        ("hold.created", "phone"),
+        ("hold.released", "phone"),
+    ]
+    created = messages("hold.created")[0].payload["data"]
+    assert created["event"] and [s["id"] for s in created["seats"]] == seat_ids[:3]
+    cancelled = messages("booking.cancelled")[0].payload["data"]
+    assert cancelled["reference"] == reference and cancelled["status"] == "cancelled"
+
+
+def test_a_rotated_secret_signs_beside_the_old_one_until_it_expires(alice, seat_ids, endpoint, receiver):
+    old = endpoint.secret
+    new = webhooks.webhook_secret_rotate(endpoint)
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    deliver_all()
+    (got,) = receiver.wait_for(1, timeout=5)
+    assert len(got.headers["webhook-signature"].split(" ")) == 2
+    Webhook(new).verify(got.body, got.headers)
+    Webhook(old).verify(got.body, got.headers)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(previous_secret_expires_at=Now() - timedelta(seconds=1))
+    assert post(alice, "/api/unlock", {"seatId": seat_ids[0]}).status_code == 200
+    deliver_all()
+    second = receiver.wait_for(2, timeout=5)[1]
+    Webhook(new).verify(second.body, second.headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(second.body, second.headers)
+
+
+def test_a_test_message_goes_to_one_endpoint(endpoint, receiver):
+    other = webhooks.webhook_endpoint_create(url=receiver.url + "/other")
+    message = webhooks.webhook_send_test(endpoint)
+    assert [d.endpoint for d in message.deliveries.all()] == [endpoint]
+    assert other.deliveries.count() == 0
+    assert deliver_all() == ["delivered"]
+    assert json.loads(receiver.wait_for(1, timeout=5)[0].body)["type"] == "webhook.test"
+
+
+def test_resend_sends_a_delivered_message_again_with_its_id(alice, seat_ids, endpoint, receiver):
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    deliver_all()
+    delivery = WebhookDelivery.objects.get()
+    assert webhooks.webhook_deliveries_resend([delivery.pk]) == 1
+    assert deliver_all() == ["delivered"]
+    first, second = receiver.wait_for(2, timeout=5)
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+def test_delivered_messages_are_purged_after_the_retention(alice, seat_ids, endpoint, receiver, settings):
+    settings.BOOKING_WEBHOOK_RETENTION_DAYS = 30
+    assert post(alice, "/api/lock", {"seatIds": seat_ids[:1]}).status_code == 200
+    deliver_all()
+    receiver.answers = [500]
+    assert post(alice, "/api/unlock", {"seatIds": seat_ids[:1]}).status_code == 200  # not delivered yet
+    WebhookMessage.objects.update(created_at=Now() - timedelta(days=31))
+    from booking.tasks import purge_webhook_messages
+
+    assert purge_webhook_messages() >= 1
+    assert [m.type for m in messages()] == ["hold.released"]  # the undelivered one stays
+
+
+def test_create_webhook_prints_the_secret_last(receiver, capsys):
+    call_command("create_webhook", receiver.url, "--events", "booking.confirmed,booking.cancelled")
+    secret = capsys.readouterr().out.strip().splitlines()[-1]
+    endpoint = WebhookEndpoint.objects.get()
+    assert secret == endpoint.secret and secret.startswith("whsec_")
+    assert endpoint.event_types == ["booking.cancelled", "booking.confirmed"]
+    Webhook(secret)  # the library accepts it
+
+
+@pytest.mark.parametrize("args", [["not a url"], ["http://x.example/h", "--events", "booking.exploded"]])
+def test_create_webhook_refuses_bad_input(args):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("create_webhook", *args)
+    assert not WebhookEndpoint.objects.exists()

@@ -1,0 +1,72 @@
+"""A real HTTP receiver for webhooks on 127.0.0.1: records what arrives, answers as scripted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """``answers``: the statuses to give, in turn (the last one from then on); ``delay``: seconds
+    to wait before answering. ``stop()`` takes it down (connections refused), ``start()`` again."""
+
+    def __init__(self, answers: list[int] | None = None, delay: float = 0.0, port: int = 0):
+        self.answers = list(answers or [200])
+        self.delay = delay
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._port = port
+        self._server: ThreadingHTTPServer | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/hooks"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+                    status = receiver.answers.pop(0) if len(receiver.answers) > 1 else receiver.answers[0]
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(f"answered {status}".encode())
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def wait_for(self, count: int, timeout: float) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.02)
+        with self._lock:
+            raise AssertionError(f"{len(self.received)} of {count} webhooks arrived within {timeout}s")
