@@ -153,7 +153,7 @@ def test_a_dead_receiver_is_retried_and_a_success_clears_its_failure(alice, seat
 
 def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(alice, seat_ids, endpoint, receiver, settings):
     settings.BOOKING_WEBHOOK_TIMEOUT_SECONDS = 0.3
-    receiver.delay = 1.0
+    receiver.delays = [1.0]
     assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
     assert deliver_all() == ["retry"]
     assert "Timeout" in WebhookDelivery.objects.get().last_error

@@ -15,12 +15,13 @@ class Received:
 
 
 class Receiver:
-    """``answers``: the statuses to give, in turn (the last one from then on); ``delay``: seconds
-    to wait before answering. ``stop()`` takes it down (connections refused), ``start()`` again."""
+    """``answers``: the statuses to give, in turn (the last one from then on); ``delays``: seconds
+    to wait before answering, in turn (the last one from then on). ``stop()`` takes it down
+    (connections refused), ``start()`` brings it back on the same port."""
 
-    def __init__(self, answers: list[int] | None = None, delay: float = 0.0, port: int = 0):
+    def __init__(self, answers: list[int] | None = None, delays: list[float] | None = None, port: int = 0):
         self.answers = list(answers or [200])
-        self.delay = delay
+        self.delays = list(delays or [0.0])
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._port = port
@@ -40,8 +41,9 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.answers.pop(0) if len(receiver.answers) > 1 else receiver.answers[0]
-                if receiver.delay:
-                    time.sleep(receiver.delay)
+                    delay = receiver.delays.pop(0) if len(receiver.delays) > 1 else receiver.delays[0]
+                if delay:
+                    time.sleep(delay)
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
