@@ -285,3 +285,50 @@ def test_create_webhook_refuses_bad_input(args):
     with pytest.raises(CommandError):
         call_command("create_webhook", *args)
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_the_documented_receiver_verifies_what_we_send(endpoint, tmp_path):
+    """docs/api.md's ten-line receiver, run as written: it accepts our message and refuses a forgery."""
+    import re
+    import subprocess
+    import time
+
+    import requests
+
+    from .processes import BIN, REPO, free_port
+
+    doc = (REPO / "docs" / "api.md").read_text()
+    code = re.search(r"<!-- webhook-receiver -->\n```python\n(.*?)```", doc, re.DOTALL).group(1)
+    script = tmp_path / "receiver.py"
+    script.write_text(code)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url=url)
+    process = subprocess.Popen(
+        [str(BIN / "python"), str(script)],
+        env={"WEBHOOK_SECRET": endpoint.secret, "PORT": str(port), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for _ in range(100):
+            try:
+                requests.get(url, timeout=0.2)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        message = webhooks.webhook_send_test(endpoint)
+        assert deliver_all() == ["delivered"]
+        assert WebhookDelivery.objects.get().last_status_code == 204
+        forged = requests.post(
+            url,
+            data=b'{"type":"booking.confirmed"}',
+            headers={"webhook-id": "msg_x", "webhook-timestamp": str(int(time.time())), "webhook-signature": "v1,AAAA"},
+            timeout=5,
+        )
+        assert forged.status_code == 400
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=5)[0]
+    assert f"{message.msg_id} webhook.test" in output
