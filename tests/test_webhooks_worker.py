@@ -218,3 +218,25 @@ def test_a_worker_killed_mid_delivery_delivers_after_a_restart(environment, make
         receiver.stop()
     assert len(receiver.received) >= 2  # at least once: the killed attempt's message came again
     assert len({got.headers["webhook-id"] for got in receiver.received}) == 1
+
+
+def test_a_slow_receiver_slows_neither_the_booking_nor_another_endpoint(environment, make_user, seat_ids):
+    slow, fast = Receiver(delays=[2.5]), Receiver()
+    webhook_endpoint_create(url=slow.url, event_types=["booking.confirmed"])
+    webhook_endpoint_create(url=fast.url, event_types=["booking.confirmed"])
+    try:
+        with running(environment) as parts:
+            book = booker(make_user, "alice", parts["base"])
+            book(seat_ids[:1])  # warm the server's connections
+            slow.wait_for(1, timeout=10)
+            started = time.monotonic()
+            book(seat_ids[1:2])
+            booked_in = time.monotonic() - started
+            fast.wait_for(2, timeout=5)
+            fast_in = time.monotonic() - started
+            slow.wait_for(2, timeout=10)
+    finally:
+        slow.stop()
+        fast.stop()
+    assert booked_in < 1.0, booked_in  # the booking waited for no receiver
+    assert fast_in < 2.0, fast_in  # the fast endpoint's message did not wait behind the slow one's
