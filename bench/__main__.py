@@ -23,7 +23,8 @@ def parser() -> argparse.ArgumentParser:
             "Benchmark the production web server on DATABASE_URL (PostgreSQL; use a database of its own): "
             "bookings/s, lock/confirm latency and CPU per booking under concurrent clients, against pgbench "
             "running the least SQL a row-locked, audited booking needs on the same tables, in turns; "
-            "a contended run, the seat map and the expiry sweep. See docs/benchmark.md."
+            "with webhooks (one endpoint subscribed to every type, the Procfile's webhooks: worker) and "
+            "without, in turns; a contended run, the seat map and the expiry sweep. See docs/benchmark.md."
         ),
     )
     p.add_argument("--seats", type=int, default=o.seats, help="Seats of the booking event (and of pgbench's copy).")
@@ -46,6 +47,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="Where logs and the report go (a temporary folder).")
     p.add_argument("--keep", action="store_true", help="Keep the benchmark's events afterwards.")
     p.add_argument("--json", default=None, help="Also write the report as JSON to this file.")
+    p.add_argument(
+        "--webhooks",
+        action=argparse.BooleanOptionalAction,
+        default=o.webhooks,
+        help="The webhook load check: each round also books with one endpoint subscribed to every type "
+        "(the Procfile's webhooks: worker, the benchmark's receiver); --no-webhooks skips it.",
+    )
+    p.add_argument(
+        "--webhook-broker-url",
+        default=None,
+        help="The Celery broker of the check's worker and server (REDIS_URL's server, database 3).",
+    )
+    p.add_argument(
+        "--webhook-drain",
+        type=float,
+        default=o.webhook_drain,
+        help="Seconds to wait after each round with webhooks for the backlog to reach the receiver.",
+    )
+    p.add_argument(
+        "--webhook-worker-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="Extra environment for the webhook worker only, on top of the server's (repeat).",
+    )
     return p
 
 
@@ -55,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         server_env = dict(item.split("=", 1) for item in args.server_env)
+        worker_env = dict(item.split("=", 1) for item in args.webhook_worker_env)
     except ValueError:
-        p.error("--server-env takes NAME=VALUE")
+        p.error("--server-env and --webhook-worker-env take NAME=VALUE")
     if args.clients < 1 or args.rounds < 1 or args.seats < args.clients * args.rounds or args.duration <= 0:
         p.error("need at least one client and round, a seat per client and round, and a positive duration")
 
@@ -86,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         server_env=server_env,
         keep=args.keep,
         workdir=args.workdir,
+        webhooks=args.webhooks,
+        webhook_broker_url=args.webhook_broker_url,
+        webhook_drain=args.webhook_drain,
+        webhook_worker_env=worker_env,
     )
     try:
         report = runner.run(options, command_line=shlex.join(["python", "-m", "bench", *argv]))

@@ -10,7 +10,9 @@ A sample sums ``utime + stime + cutime + cstime`` (``/proc/<pid>/stat``) of
   its own: granian and its workers);
 - Redis: every ``redis-server`` process;
 - the load client: this process (``time.process_time()``), and pgbench: this
-  process's waited-for children (``os.times()``, measured around its run).
+  process's waited-for children (``os.times()``, measured around its run);
+- any other process groups named by the caller (the webhook load check's Celery
+  worker and receiver, each in a session of its own);
 
 and the whole machine's busy time (``/proc/stat``), so a report shows how much
 of the CPU went elsewhere (other processes, interrupts) while it measured.
@@ -42,6 +44,8 @@ class Sample:
     # Transactions PostgreSQL's other databases have run so far (pg_stat_database): the
     # runner's probe adds it, so a report shows that the server had other work meanwhile.
     other_transactions: int | None = None
+    # CPU seconds of the other process groups asked for, by name (None: no process of it seen).
+    groups: dict[str, float | None] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,10 +82,24 @@ def _machine_busy() -> float | None:
     return (user + nice + system + irq + softirq) / TICK
 
 
-def sample(server_pgid: int | None = None, *, other_transactions: int | None = None) -> Sample:
+def group_cpu(pgid: int) -> float | None:
+    """CPU seconds of one process group so far (None when none of its processes is visible)."""
+    found = [seconds for _, pgrp, seconds in _processes() if pgrp == pgid]
+    return sum(found) if found else None
+
+
+def sample(
+    server_pgid: int | None = None, *, other_transactions: int | None = None, groups: dict[str, int] | None = None
+) -> Sample:
+    """``groups``: other process groups to sum, name → process group id."""
     postgres = server = redis = 0.0
     n_postgres = n_server = n_redis = 0
+    by_pgid = {pgid: name for name, pgid in (groups or {}).items()}
+    group_seconds: dict[str, float | None] = dict.fromkeys(by_pgid.values())
     for command, pgrp, seconds in _processes():
+        if pgrp in by_pgid:
+            name = by_pgid[pgrp]
+            group_seconds[name] = (group_seconds[name] or 0.0) + seconds
         if command == "postgres":
             postgres += seconds
             n_postgres += 1
@@ -101,6 +119,7 @@ def sample(server_pgid: int | None = None, *, other_transactions: int | None = N
         postgres_processes=n_postgres,
         server_processes=n_server,
         other_transactions=other_transactions,
+        groups=group_seconds if groups else None,
     )
 
 
@@ -123,6 +142,7 @@ class Phase:
     machine: float | None = 0.0
     other_transactions: int | None = 0
     processes: dict | None = None  # as the last window's end saw them
+    groups: dict[str, float | None] | None = None  # the other process groups' CPU seconds, by name
 
     def add(self, before: Sample, after: Sample, bookings: float, *, client: float | None = None) -> None:
         """One window: from ``before`` to ``after``; ``client`` replaces the load client's CPU
@@ -139,6 +159,13 @@ class Phase:
         else:
             self.other_transactions = None
         self.processes = {"postgres": after.postgres_processes, "server": after.server_processes}
+        if after.groups is not None:
+            totals = self.groups if self.groups is not None else dict.fromkeys(after.groups, 0.0)
+            for name, value in after.groups.items():
+                spent = _diff(value, (before.groups or {}).get(name))
+                mine = totals.get(name, 0.0)
+                totals[name] = None if mine is None or spent is None else mine + spent
+            self.groups = totals
 
     def summary(self, *, client_name: str, with_server: bool = True) -> dict:
         def per_booking(value: float | None) -> float | None:
@@ -150,6 +177,7 @@ class Phase:
         parts = {"postgres": self.postgres, "redis": self.redis, client_name: self.client}
         if with_server:
             parts["server"] = self.server
+        parts.update(self.groups or {})
         accounted = sum(v for v in parts.values() if v is not None)
         out = {
             "seconds": round(self.seconds, 3),

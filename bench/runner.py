@@ -13,6 +13,10 @@ the run deletes only its own events, named ``benchmark: …``):
    row-locked, audited booking needs (pgbench.SCRIPT), same clients, as long;
    the CPU time of PostgreSQL, the server, Redis and the load client (or
    pgbench) is sampled around each (cpu);
+   with ``webhooks`` (the default), each round also books as many seats again with
+   one webhook endpoint subscribed to every type, delivered by a Celery worker
+   started as the Procfile's ``webhooks:`` line to the benchmark's own receiver,
+   the two kinds of round in turns (webhooks);
 4. all clients fight for the same few seats; the seat map is fetched;
 5. one sweep of the expired holds is timed, in this process.
 
@@ -41,7 +45,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from . import cpu, loadclient, pgbench
+from . import cpu, loadclient, pgbench, webhooks
 
 NAME_PREFIX = "benchmark: "
 HOST = "127.0.0.1"
@@ -54,6 +58,8 @@ TARGETS = {
     "lock_p99_ms": 25.0,
     "sweep_seconds": 2.0,
     "seat_map_server_ms": 150.0,
+    # The webhook load check: bookings/s with one endpoint subscribed to everything ÷ without.
+    "webhooks_ratio": 0.9,
 }
 
 
@@ -73,6 +79,12 @@ class Options:
     server_env: dict[str, str] | None = None
     keep: bool = False
     workdir: str | None = None
+    # The webhook load check (docs/benchmark.md): rounds with one endpoint subscribed to every
+    # type, in turns with the rounds without; the broker a Redis database of its own.
+    webhooks: bool = True
+    webhook_broker_url: str | None = None  # webhooks.default_broker_url(): REDIS_URL's server, db 3
+    webhook_drain: float = 30.0  # seconds to wait, after each round with webhooks, for the backlog
+    webhook_worker_env: dict[str, str] | None = None  # the worker's environment on top of the server's
 
 
 def log(message: str) -> None:
@@ -109,7 +121,11 @@ def ensure_database() -> bool:
 
 
 def cleanup() -> int:
-    """Delete the events of earlier runs (and their seats and audit rows)."""
+    """Delete the events of earlier runs (and their seats and audit rows), and the webhook
+    load check's endpoints left behind (with their deliveries and messages)."""
+    removed = webhooks.remove_endpoints()
+    if removed["endpoints"]:
+        log(f"removed {removed['endpoints']} webhook endpoints of an earlier run ({removed['messages']} messages)")
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM booking_event WHERE name LIKE %s", [NAME_PREFIX + "%"])
         ids = [row[0] for row in cursor.fetchall()]
@@ -298,14 +314,19 @@ def start_server(command: str, env: dict[str, str], log_path: Path) -> Server:
 # --- The steps -------------------------------------------------------------------
 
 
-def settle_database() -> None:
+def settle_database(*, webhook_tables: bool = False) -> None:
     """Every measured phase starts from the same state: tables vacuumed and analyzed (no
     autovacuum of an earlier phase's writes running into it) and a checkpoint just taken
     (every phase pays the full-page writes that follow one; they land in whichever phase a
-    checkpoint happens to start in otherwise, about once a minute under this load)."""
+    checkpoint happens to start in otherwise, about once a minute under this load).
+    ``webhook_tables``: the webhook outbox's too (the webhook load check's rounds)."""
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE booking_seat")
         cursor.execute("VACUUM ANALYZE booking_seatevent")
+        if webhook_tables:
+            _, deliveries, messages = webhooks.tables()
+            cursor.execute(f"VACUUM ANALYZE {messages}")
+            cursor.execute(f"VACUUM ANALYZE {deliveries}")
         cursor.execute("CHECKPOINT")
 
 
@@ -479,7 +500,7 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
     command = options.server_cmd or procfile_web_command()
     report: dict = {
         "command_line": command_line,
-        "options": {k: v for k, v in vars(options).items() if k not in ("server_env",)},
+        "options": {k: v for k, v in vars(options).items() if k not in ("server_env", "webhook_worker_env")},
         "machine": machine(),
         "server_command": command,
         # What --server-env added: it changes what is measured.
@@ -504,49 +525,125 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
     make_mixed_map(map_event)
     sweep_event, _ = create_event("expired holds", options.sweep_holds)
     make_expired_holds(sweep_event)
+    hooks_event, hooks_seats = None, []
+    if options.webhooks:  # the rounds with webhooks book seats of their own, as many
+        hooks_event, hooks_seats = create_event("bookings with webhooks", options.seats)
     clients = make_users(options.clients)
     log(
         f"created {options.seats} + {options.seats} + {options.contended_seats} + {options.map_seats}"
-        f" + {options.sweep_holds} seats and {options.clients} users in {time.perf_counter() - started:.1f}s"
+        f" + {options.sweep_holds}{f' + {options.seats}' if options.webhooks else ''} seats and"
+        f" {options.clients} users in {time.perf_counter() - started:.1f}s"
     )
 
-    env = production_env(free_port(), **(options.server_env or {}))
+    # The webhook load check's broker: the server's on-commit sends go there, to the worker's queue.
+    broker = {"CELERY_BROKER_URL": options.webhook_broker_url or webhooks.default_broker_url()}
+    env = production_env(free_port(), **(broker if options.webhooks else {}), **(options.server_env or {}))
 
     # The production server under load, and pgbench on the same tables, in turns: each
-    # round the bookings, then pgbench, each from the same start.
-    server = start_server(command, env, workdir / "server.log")
+    # round the bookings (without webhooks, and with them, in turns), then pgbench, each
+    # from the same start.
+    check = webhooks.WebhookCheck(
+        workdir=workdir, env=env, drain_limit=options.webhook_drain, worker_env=dict(options.webhook_worker_env or {})
+    )
+    server = None
     rounds, round_seconds = options.rounds, options.duration / options.rounds
-    bookings_runs, pgbench_runs = [], []
-    bookings_cpu, pgbench_cpu = cpu.Phase(), cpu.Phase()
+    bookings_runs, pgbench_runs, hooks_runs = [], [], []
+    bookings_cpu, pgbench_cpu, hooks_cpu = cpu.Phase(), cpu.Phase(), cpu.Phase()
     pg_share = len(pg_seats) // rounds
+    other_endpoints = 0
+    without_messages = 0  # messages written during the rounds without webhooks: none
 
     others = OtherDatabases()
 
     def probe() -> cpu.Sample:
         return cpu.sample(server_pgid=server.pgid, other_transactions=others.transactions())
 
+    def probe_hooks() -> cpu.Sample:
+        return cpu.sample(
+            server_pgid=server.pgid, other_transactions=others.transactions(), groups=check.probe_groups()
+        )
+
+    def share(seats: list[int], n: int) -> list[int]:
+        return seats[n * len(seats) // rounds : (n + 1) * len(seats) // rounds]
+
     try:
+        if options.webhooks:
+            check.start()
+            other_endpoints = other_active_endpoints(check.endpoint_id)
+            log(
+                f"webhooks: endpoint {check.url} (every type, active only in the rounds with webhooks);"
+                f" worker: {check.worker_command} on {check.broker_url}"
+            )
+            if other_endpoints:
+                log(f"warning: {other_endpoints} other active webhook endpoints: the rounds without have some too")
+        server = start_server(command, env, workdir / "server.log")
         log(
             f"server: {command} (port {server.port}); {options.clients} clients; {rounds} rounds of"
-            f" {options.warmup}s warm-up + {round_seconds:g}s bookings, then {round_seconds:g}s pgbench"
+            f" {options.warmup}s warm-up + {round_seconds:g}s bookings"
+            + (
+                f", as long with webhooks (in turns; each then up to {options.webhook_drain:g}s for the backlog)"
+                if options.webhooks
+                else ""
+            )
+            + f", then {round_seconds:g}s pgbench"
         )
         for n in range(rounds):
-            settle_database()
-            if n == 0:
-                report["load_during_start"] = load_average()
-            result = loadclient.run_bookings(
-                host=HOST,
-                port=server.port,
-                clients=clients,
-                seats=main_seats[n * len(main_seats) // rounds : (n + 1) * len(main_seats) // rounds],
-                duration=round_seconds,
-                warmup=options.warmup,
-                probe=probe,
-            )
-            bookings_runs.append(result)
-            bookings_cpu.add(result.probe_start, result.probe_end, result.bookings)
-            report["load_after_bookings"] = load_average()
-            settle_database()
+            # Without, then with webhooks in even rounds, the other way round in odd ones: a
+            # machine that slows down (or speeds up) over the run weighs on both alike.
+            kinds = ["without", "with"] if n % 2 == 0 else ["with", "without"]
+            for kind in kinds if options.webhooks else ["without"]:
+                if kind == "with":
+                    check.set_active(True)
+                    settle_database(webhook_tables=True)
+                    check.wait_visible()
+                    before = check.before_round()
+                    hooked = loadclient.run_bookings(
+                        host=HOST,
+                        port=server.port,
+                        clients=clients,
+                        seats=share(hooks_seats, n),
+                        duration=round_seconds,
+                        warmup=options.warmup,
+                        probe=probe_hooks,
+                    )
+                    hooks_runs.append(hooked)
+                    hooks_cpu.add(hooked.probe_start, hooked.probe_end, hooked.bookings)
+                    outcome = check.after_round(before, sold=len(hooked.sold))
+                    check.set_active(False)
+                    log(
+                        f"round {n + 1}: with webhooks {hooked.summary()['bookings_per_second']} bookings/s;"
+                        f" {outcome.written} messages, backlog {outcome.backlog_at_end} at the end,"
+                        + (
+                            f" drained in {outcome.drain_seconds}s"
+                            if outcome.drained
+                            else f" NOT drained within {options.webhook_drain:g}s ({outcome.received} received,"
+                            f" {outcome.purged} tasks dropped)"
+                        )
+                    )
+                    continue
+                if options.webhooks:
+                    settle_database(webhook_tables=True)
+                    check.wait_visible()  # the endpoint switched off is off in the server too
+                    last_message = webhooks.last_message_id()
+                else:
+                    settle_database()
+                if n == 0 and "load_during_start" not in report:
+                    report["load_during_start"] = load_average()
+                result = loadclient.run_bookings(
+                    host=HOST,
+                    port=server.port,
+                    clients=clients,
+                    seats=share(main_seats, n),
+                    duration=round_seconds,
+                    warmup=options.warmup,
+                    probe=probe,
+                )
+                bookings_runs.append(result)
+                bookings_cpu.add(result.probe_start, result.probe_end, result.bookings)
+                report["load_after_bookings"] = load_average()
+                if options.webhooks:
+                    without_messages += webhooks.messages_since(last_message)
+            settle_database(webhook_tables=options.webhooks)
             replay = pgbench.run(
                 workdir=workdir,
                 clients=options.clients,
@@ -603,6 +700,17 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
             f" {report['pgbench']['bookings_per_second']} bookings/s; PostgreSQL CPU per booking"
             f" {ours} ms against pgbench's {theirs} ms"
         )
+        if options.webhooks:
+            report["webhooks"] = webhook_report(
+                report, check, hooks_runs, hooks_cpu, hooks_event, without_messages, other_endpoints
+            )
+            w = report["webhooks"]
+            log(
+                f"webhooks: {w['bookings_per_second_with']} bookings/s with, {w['bookings_per_second_without']}"
+                f" without: {w['ratio']}; {w['messages']['written']} messages written,"
+                f" {w['messages']['received']} received"
+            )
+            check.stop()  # the worker and the receiver gone, the endpoint removed with its messages
 
         contended = loadclient.run_contended(
             host=HOST, port=server.port, clients=clients, seats=contended_seats, timeout=max(60.0, options.duration)
@@ -616,7 +724,9 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
         log(f"seat map of {report['seat_map']['seats']} seats: {report['seat_map']['server_ms_median']} ms server time")
     finally:
         others.close()
-        server.stop()
+        check.stop()
+        if server is not None:
+            server.stop()
 
     # The sweep on its own: not behind the autovacuum of the last round's writes.
     settle_database()
@@ -634,6 +744,48 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
     return report
 
 
+def other_active_endpoints(own: int | None) -> int:
+    """Active webhook endpoints besides the benchmark's: 0, or the rounds without webhooks have some."""
+    from booking.models import WebhookEndpoint
+
+    return WebhookEndpoint.objects.filter(active=True).exclude(pk=own).count()
+
+
+def webhook_report(
+    report: dict,
+    check: webhooks.WebhookCheck,
+    runs: list[loadclient.RunResult],
+    phase: cpu.Phase,
+    event_id: int,
+    without_messages: int,
+    other_endpoints: int,
+) -> dict:
+    """The webhook load check's figures: the rounds with webhooks against those without."""
+    hooked = loadclient.merged(runs)
+    out = check.summary()
+    summary = hooked.summary()
+    summary["rounds"] = [run.summary()["bookings_per_second"] for run in runs]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM booking_seat WHERE event_id = %s AND status = 'booked'", [event_id])
+        summary["booked_in_database"] = cursor.fetchone()[0]
+    summary["confirmed_200_total"] = len(hooked.sold)
+    without, with_ = report["bookings"]["bookings_per_second"], summary["bookings_per_second"]
+    pairs = zip(report["bookings"]["rounds"], summary["rounds"], strict=True)
+    out.update(
+        bookings_per_second_without=without,
+        bookings_per_second_with=with_,
+        ratio=round(with_ / without, 3) if without else None,
+        rounds_without=report["bookings"]["rounds"],
+        rounds_with=summary["rounds"],
+        round_ratios=[round(w / wo, 3) if wo else None for wo, w in pairs],
+        bookings=summary,
+        messages_written_without=without_messages,
+        other_active_endpoints=other_endpoints,
+        cpu=phase.summary(client_name="load_client"),
+    )
+    return out
+
+
 def targets(report: dict) -> dict:
     checks = {
         "ratio_to_pgbench": (report["ratio_to_pgbench"], ">=", TARGETS["ratio_to_pgbench"]),
@@ -642,6 +794,10 @@ def targets(report: dict) -> dict:
         "seat_map_server_ms": (report["seat_map"]["server_ms_median"], "<=", TARGETS["seat_map_server_ms"]),
         "contended_sold_once": (report["contended"]["sold_once"], "==", True),
     }
+    if "webhooks" in report:
+        w = report["webhooks"]
+        checks["webhooks_ratio"] = (w["ratio"], ">=", TARGETS["webhooks_ratio"])
+        checks["webhooks_all_received"] = (w["messages"]["all_received"], "==", True)
     out = {}
     for name, (value, op, goal) in checks.items():
         ok = value is not None and (value >= goal if op == ">=" else value <= goal if op == "<=" else value == goal)
@@ -661,6 +817,53 @@ def _cpu_line(name: str, phase: dict, client: str, cpus: int | None) -> str:
         f"  {_ms(per['measured_total']):>6}   {phase['cores_busy']} of {cpus}  {phase['other_cpu_seconds']:>7} s"
         f"  {phase['other_databases_transactions']}"
     )
+
+
+def _list(values: list) -> str:
+    return ", ".join("n/a" if v is None else str(v) for v in values)
+
+
+def webhook_lines(report: dict) -> list[str]:
+    w = report["webhooks"]
+    b, m, u = w["bookings"], w["messages"], w["cpu"]
+    per, without = u["ms_per_booking"], report["cpu"]["bookings"]["ms_per_booking"]
+    more = "n/a"
+    if None not in (per["server"], without["server"], per["postgres"], without["postgres"]):
+        more = f"{per['server'] - without['server']:+.3f}, PostgreSQL {per['postgres'] - without['postgres']:+.3f}"
+    drains = w["drain_seconds"]
+    drained = (
+        f"drained in {_list(drains)} s (from the last answer to the last message received)"
+        if w["drained"]
+        else f"NOT all drained within {w['drain_limit_seconds']} s: {_list(drains)} s; {w['purged_tasks']} tasks dropped"
+    )
+    return [
+        "",
+        "webhook load check  one endpoint subscribed to every type, receiver on 127.0.0.1 (answers 200 at once);"
+        " worker: the Procfile's webhooks: line"
+        + "".join(f" {name}={value}" for name, value in w["worker_env"].items())
+        + f"; broker {w['broker']}",
+        f"bookings/s          {w['bookings_per_second_with']:>9}   with webhooks (rounds {_list(w['rounds_with'])}),"
+        f" against {w['bookings_per_second_without']} without (rounds {_list(w['rounds_without'])});"
+        " the two kinds in turns",
+        f"ratio with/without  {w['ratio']:>9}   (target >= {TARGETS['webhooks_ratio']}; per round"
+        f" {_list(w['round_ratios'])})",
+        f"lock    p50 / p99   {b['lock']['p50_ms']} / {b['lock']['p99_ms']} ms   statuses {b['lock']['statuses']}"
+        " (with webhooks)",
+        f"confirm p50 / p99   {b['confirm']['p50_ms']} / {b['confirm']['p99_ms']} ms   statuses"
+        f" {b['confirm']['statuses']}",
+        f"messages            {m['written']} written ({m['per_booking']} per booking: {_list(list(m['types']))}),"
+        f" {m['received']} received, {m['delivered_in_database']} delivered in the database; {m['duplicates']}"
+        f" duplicates; signatures verified {m['signatures_verified']} (one in {m['verify_every']}),"
+        f" {m['signature_failures']} failed; {w['messages_written_without']} written in the rounds without",
+        f"backlog             {_list(w['backlog_at_round_end'])} messages at each round's last answer; {drained}",
+        f"worker CPU          {_ms(w['worker_cpu_ms_per_message'])} ms per message (receiver"
+        f" {_ms(w['receiver_cpu_ms_per_message'])} ms), from each round's start to its last message; connections"
+        f" opened per message: PostgreSQL {_ms(w['postgres_sessions_per_message'])}, Redis"
+        f" {_ms(w['redis_connections_per_message'])}",
+        f"CPU per booking     with webhooks, in its measured windows: webhook worker {_ms(per.get('webhook_worker'))},"
+        f" receiver {_ms(per.get('receiver'))} ms (in the total of the line above); web server {more} ms"
+        " against the bookings without",
+    ]
 
 
 def format_report(report: dict) -> str:
@@ -697,9 +900,15 @@ def format_report(report: dict) -> str:
         "CPU per booking, ms   PostgreSQL  web server  client  Redis   total   cores busy  elsewhere"
         "  other DBs' transactions",
         _cpu_line("bookings (HTTP)", ub, "load_client", report["machine"]["cpus"]),
+        *(
+            [_cpu_line("bookings + webhooks", report["webhooks"]["cpu"], "load_client", report["machine"]["cpus"])]
+            if "webhooks" in report
+            else []
+        ),
         _cpu_line("pgbench", up, "pgbench", report["machine"]["cpus"]),
         f"PostgreSQL's CPU per booking: {u['postgres_ratio']} × pgbench's (client: the load client, or pgbench;"
         " elsewhere: CPU of other processes meanwhile; PostgreSQL's figure is the whole server's)",
+        *(webhook_lines(report) if "webhooks" in report else []),
         "",
         f"contended           {c['seats']} seats, all sold exactly once: {c['sold_once']} "
         f"({c['lock_attempts']} lock attempts in {c['seconds']}s; lock p99 {c['lock']['p99_ms']} ms)",

@@ -1,11 +1,13 @@
 """The benchmark's small configuration, so that `python -m bench` cannot rot.
 
 It runs the whole benchmark (the production server under clients and pgbench's
-fixed SQL on the same tables, in turns, with the CPU of each side; the contended
-run, the seat map, the sweep) in seconds, and checks that every figure came out
-and that each contended seat was sold exactly once. The figures themselves are
-not judged here: they mean something only on a quiet machine at full size
-(docs/benchmark.md).
+fixed SQL on the same tables, in turns, with the CPU of each side; the webhook
+load check's rounds with one endpoint subscribed to everything, delivered by the
+Procfile's webhooks: worker to the benchmark's receiver; the contended run, the
+seat map, the sweep) in seconds, and checks that every figure came out, that
+each contended seat was sold exactly once and that every webhook message written
+reached the receiver. The figures themselves are not judged here: they mean
+something only on a quiet machine at full size (docs/benchmark.md).
 """
 
 from __future__ import annotations
@@ -17,17 +19,44 @@ import subprocess
 
 import pytest
 
-from .conftest import require
+from .conftest import redis_available, redis_url, require
 from .processes import BIN, REPO, child_env
 
 CLIENTS, ROUNDS = 4, 2
+BROKER_DB = 15  # the webhook load check's Celery broker: a Redis database of this test's own
+
+
+def other_webhook_rows():
+    """Webhook rows that are not the benchmark's: an inactive endpoint of someone else's with a
+    message of its own, and a message it shares with a benchmark endpoint an earlier run left behind
+    (which the run removes, with its own message). Only the benchmark's rows may go."""
+    from django.utils import timezone
+
+    from bench.webhooks import ENDPOINT_DESCRIPTION
+    from booking.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
+
+    theirs = WebhookEndpoint.objects.create(url="http://127.0.0.1:9/theirs", secret="whsec_x", active=False)
+    stale = WebhookEndpoint.objects.create(
+        url="http://127.0.0.1:9/stale", description=ENDPOINT_DESCRIPTION, secret="whsec_y", active=False
+    )
+    messages = [
+        WebhookMessage.objects.create(msg_id=f"msg_smoke_{name}", type="hold.created", payload={"type": name})
+        for name in ("theirs", "shared", "stale")
+    ]
+    for endpoint, message in ((theirs, 0), (theirs, 1), (stale, 1), (stale, 2)):
+        WebhookDelivery.objects.create(endpoint=endpoint, message=messages[message], next_attempt_at=timezone.now())
+    return theirs
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_benchmark_small_configuration_produces_every_figure(tmp_path):
+    from booking.models import WebhookDelivery, WebhookEndpoint, WebhookMessage
+
     require(shutil.which("pgbench") is not None, "pgbench is not installed")
+    require(redis_available(), f"Redis is not reachable at {redis_url()}")
+    theirs = other_webhook_rows()
     report_path = tmp_path / "report.json"
     done = subprocess.run(
         [
@@ -45,6 +74,8 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
             f"--workdir={tmp_path / 'work'}",
             f"--json={report_path}",
             "--server-env=LOG_LEVEL=WARNING",
+            f"--webhook-broker-url={redis_url().rsplit('/', 1)[0]}/{BROKER_DB}",
+            "--webhook-drain=20",
         ],
         cwd=REPO,
         env=child_env(),
@@ -53,7 +84,18 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    for line in ("bookings/s", "pgbench", "ratio", "CPU per booking", "bookings (HTTP)", "seat map", "sweep"):
+    for line in (
+        "bookings/s",
+        "pgbench",
+        "ratio",
+        "CPU per booking",
+        "bookings (HTTP)",
+        "bookings + webhooks",
+        "webhook load check",
+        "ratio with/without",
+        "seat map",
+        "sweep",
+    ):
         assert line in done.stdout, line
     report = json.loads(report_path.read_text())
     assert report["server_env"] == {"LOG_LEVEL": "WARNING"}  # what was measured says so
@@ -118,6 +160,42 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         assert phase["other_databases_transactions"] is not None
     assert cpu["postgres_ratio"] == round(http["ms_per_booking"]["postgres"] / db_only["ms_per_booking"]["postgres"], 2)
 
+    # The webhook load check: rounds with one endpoint subscribed to everything, in turns with the
+    # rounds above; every message written reached the receiver, signed, once.
+    hooks = report["webhooks"]
+    assert hooks["bookings_per_second_without"] == bookings["bookings_per_second"]
+    assert hooks["rounds_without"] == bookings["rounds"]
+    assert len(hooks["rounds_with"]) == ROUNDS and all(rate > 0 for rate in hooks["rounds_with"])
+    assert hooks["bookings_per_second_with"] == hooks["bookings"]["bookings_per_second"] > 0
+    assert hooks["ratio"] == round(hooks["bookings_per_second_with"] / hooks["bookings_per_second_without"], 3)
+    assert len(hooks["round_ratios"]) == ROUNDS
+    for op in ("lock", "confirm"):
+        assert hooks["bookings"][op]["p99_ms"] >= hooks["bookings"][op]["p50_ms"] > 0
+        assert set(hooks["bookings"][op]["statuses"]) == {"200"}, hooks["bookings"][op]
+    assert hooks["bookings"]["booked_in_database"] == hooks["bookings"]["confirmed_200_total"]
+    messages = hooks["messages"]
+    assert messages["written"] > 0 and messages["all_received"], hooks
+    assert messages["received"] == messages["written"] == messages["delivered_in_database"]
+    # One message per lock (hold.created) and one per confirm (booking.confirmed), from the first request.
+    assert messages["per_booking"] == 2.0 and set(messages["types"]) == {"hold.created", "booking.confirmed"}
+    assert messages["duplicates"] == 0
+    assert messages["signatures_verified"] >= 1 and messages["signature_failures"] == 0, messages
+    assert hooks["messages_written_without"] == 0 and hooks["other_active_endpoints"] == 0
+    assert hooks["drained"] and len(hooks["drain_seconds"]) == ROUNDS
+    assert all(seconds is not None and seconds >= 0 for seconds in hooks["drain_seconds"])
+    assert len(hooks["backlog_at_round_end"]) == ROUNDS and hooks["purged_tasks"] == 0
+    assert hooks["worker_cpu_ms_per_message"] > 0 and hooks["receiver_cpu_ms_per_message"] >= 0
+    assert hooks["postgres_sessions_per_message"] is not None
+    assert hooks["worker_command"].startswith("celery -A config worker -Q webhooks --pool=threads")
+    assert hooks["broker"].endswith(f"/{BROKER_DB}")
+    for name in ("webhook_worker", "server", "postgres"):
+        assert hooks["cpu"]["ms_per_booking"][name] > 0, (name, hooks["cpu"])
+    assert hooks["cpu"]["ms_per_booking"]["receiver"] >= 0  # its CPU, in clock ticks, may round to 0
+    # Nothing of the check's left behind, and nothing of anyone else's touched.
+    assert not WebhookEndpoint.objects.exclude(pk=theirs.pk).exists()
+    assert set(WebhookMessage.objects.values_list("msg_id", flat=True)) == {"msg_smoke_theirs", "msg_smoke_shared"}
+    assert WebhookDelivery.objects.count() == WebhookDelivery.objects.filter(endpoint=theirs).count() == 2
+
     contended = report["contended"]
     assert contended["seats"] == 30 and contended["sold_once"], contended["problems"]
 
@@ -129,7 +207,11 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         "sweep_seconds",
         "seat_map_server_ms",
         "contended_sold_once",
+        "webhooks_ratio",
+        "webhooks_all_received",
     }
+    assert report["targets"]["webhooks_ratio"]["target"] == ">= 0.9"
+    assert report["targets"]["webhooks_all_received"]["met"]
     assert report["targets"]["ratio_to_pgbench"]["target"] == ">= 0.2"
 
 
