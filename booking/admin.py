@@ -3,17 +3,22 @@
 Events with their seat counts and seating blocks; seats with their live state
 and the actions that change it; bookings, found by reference, read-only but
 for their cancel action; the audit trail, read-only; users and their API
-tokens. Every change of a seat's state goes through :mod:`booking.services`
-(row locks, rules on the database clock, audit rows, live push): the forms
-here never write a status field, and never make or edit a booking.
+tokens; webhook endpoints (made by the service, their secret shown once),
+their deliveries (read-only, resent through the service) and messages. Every
+change of a seat's state goes through :mod:`booking.services` (row locks,
+rules on the database clock, audit rows, live push): the forms here never
+write a status field, and never make or edit a booking.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import cast
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote
@@ -21,12 +26,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import Permission
 from django.core.exceptions import PermissionDenied
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Case, Count, Exists, OuterRef, Q, Value, When
 from django.db.models.functions import Now
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import formats, timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from rest_framework.authtoken.models import Token
@@ -42,6 +50,10 @@ from .models import (
     SeatEvent,
     SeatQuerySet,
     SeatStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEventType,
+    WebhookMessage,
     hold_is_live,
     is_available_now,
     is_booked,
@@ -50,10 +62,11 @@ from .permissions import HOLD_FOR_OTHERS
 from .references import normalize_reference
 from .representations import BOOKING_COLUMNS
 from .selectors import bookings_with_seats, event_status_counts
+from .services import webhooks
 
 admin.site.site_header = "Box office"
 admin.site.site_title = "Box office"
-admin.site.index_title = "Events, seats, bookings, holders and the audit trail"
+admin.site.index_title = "Events, seats, bookings, holders, the audit trail and webhooks"
 # The index adds a "find a booking" box: a customer reads out a reference, one search finds it.
 admin.site.index_template = "admin/booking/index.html"
 
@@ -90,8 +103,8 @@ def _time_left(expires: datetime | None, now: datetime | None) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def _plural(count: int, word: str, plural: str = "") -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def _admin_url(obj, view: str = "change") -> str:
@@ -858,6 +871,722 @@ class SeatEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Webhooks ----------------------------------------------------------------
+
+#: The types an endpoint subscribes to; webhook.test is sent on demand, to one endpoint.
+SUBSCRIBABLE_TYPES = [(value, label) for value, label in WebhookEventType.choices if value != WebhookEventType.TEST]
+#: How long the old secret goes on signing after a rotation (the service's default).
+ROTATION_OVERLAP: timedelta = inspect.signature(webhooks.webhook_secret_rotate).parameters["overlap"].default
+#: Ids per call when resending a whole list's selection (one transaction each).
+RESEND_CHUNK = 1000
+
+DELIVERY_BADGES = {
+    # outcome: (text, background)
+    "pending": ("pending", "#546e7a"),
+    "retrying": ("retrying", "#e65100"),
+    "delivered": ("delivered", "#2e7d32"),
+    "failed": ("failed", "#c62828"),
+}
+
+
+def _secret_hint(secret: str) -> str:
+    """Enough of a secret to tell two apart, never enough to sign with."""
+    return f"whsec_…{secret[-4:]}" if secret else "—"
+
+
+def _duration(span: timedelta) -> str:
+    hours = int(span / timedelta(hours=1))
+    return f"{hours} hours" if span == timedelta(hours=hours) else str(span)
+
+
+def _when(moment: datetime | None) -> str:
+    return formats.localize(timezone.localtime(moment)) if moment else "—"
+
+
+def _short_when(moment: datetime | None):
+    """A time in a list's column, on one line."""
+    if moment is None:
+        return "—"
+    when = formats.date_format(timezone.localtime(moment), "SHORT_DATETIME_FORMAT")
+    return format_html('<span style="white-space:nowrap">{}</span>', when)
+
+
+def _delivery_outcome(delivery: WebhookDelivery) -> str:
+    if delivery.state == WebhookDelivery.State.PENDING and delivery.attempts:
+        return "retrying"
+    return delivery.state
+
+
+def _delivery_badge(delivery: WebhookDelivery):
+    text, colour = DELIVERY_BADGES.get(_delivery_outcome(delivery), (delivery.state, "#555"))
+    return _badge(text, colour, delivery.last_error)
+
+
+def _pretty_json(value) -> str:
+    return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', json.dumps(value, indent=2))
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(
+        label="URL",
+        max_length=500,
+        assume_scheme="https",
+        validators=[URLValidator(schemes=["http", "https"])],
+        widget=forms.URLInput(attrs={"class": "vURLField"}),
+        help_text="Where the messages are POSTed (http:// or https://).",
+    )
+    event_types = forms.MultipleChoiceField(
+        choices=SUBSCRIBABLE_TYPES,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every type (webhook.test is only sent on demand).",
+    )
+
+    class Meta:
+        model = WebhookEndpoint
+        fields = ("url", "description", "event_types", "active")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # An endpoint subscribed to webhook.test alone (create_webhook --events) keeps it ticked:
+        # unticking everything would subscribe it to every type.
+        if self.instance.pk and WebhookEventType.TEST in (self.instance.event_types or []):
+            field = cast(forms.MultipleChoiceField, self.fields["event_types"])
+            field.choices = [*SUBSCRIBABLE_TYPES, (WebhookEventType.TEST.value, "webhook.test (on demand only)")]
+
+    def clean_event_types(self) -> list[str]:
+        return sorted(set(self.cleaned_data["event_types"]))
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Integrators' receivers. The service makes the signing secret; it is shown once, on the page
+    that answers the create or the rotation (never in a message: the messages framework keeps
+    them in a cookie, signed but readable), to users who may change endpoints, and never again."""
+
+    form = WebhookEndpointForm
+    list_display = (
+        "url",
+        "description",
+        "types",
+        "active",
+        "disabled_reason",
+        "failing_since",
+        "pending_deliveries",
+        "failed_deliveries",
+    )
+    list_filter = ("active",)
+    search_fields = ("url", "description")
+    ordering = ("id",)
+    actions = ("send_test_messages", "rotate_secrets", "disable_endpoints", "enable_endpoints")
+    add_fieldsets = (
+        (
+            None,
+            {
+                "fields": ("url", "description", "event_types"),
+                "description": "Its signing secret is made when you save, and shown once.",
+            },
+        ),
+    )
+    fieldsets = (
+        (None, {"fields": ("url", "description", "event_types", "active")}),
+        (
+            "Signing secret",
+            {
+                "fields": ("secret_hint", "previous_secret_hint"),
+                "description": "Shown once, when it was made: rotate it to get a new one.",
+            },
+        ),
+        ("Health", {"fields": ("disabled_reason", "failing_since", "delivery_summary", "created_at")}),
+    )
+    readonly_fields = (
+        "secret_hint",
+        "previous_secret_hint",
+        "disabled_reason",
+        "failing_since",
+        "delivery_summary",
+        "created_at",
+    )
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                pending_n=Count("deliveries", filter=Q(deliveries__state=WebhookDelivery.State.PENDING)),
+                failed_n=Count("deliveries", filter=Q(deliveries__state=WebhookDelivery.State.FAILED)),
+            )
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def has_add_permission(self, request):
+        # The page after the create shows the secret: that takes the right to change endpoints.
+        return super().has_add_permission(request) and self.has_change_permission(request)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "show_save_and_add_another": False, "show_save_and_continue": False}
+        return super().add_view(request, form_url, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_act": self.has_change_permission(request),
+            "deliveries_url": _changelist("webhookdelivery", endpoint__id__exact=object_id),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        if not change:  # the service makes it, and its secret
+            created = webhooks.webhook_endpoint_create(
+                url=obj.url, event_types=obj.event_types, description=obj.description
+            )
+            obj.pk, obj.secret, obj.event_types = created.pk, created.secret, created.event_types
+            obj._state.adding, obj._state.db = False, created._state.db
+            return
+        # Only what the form changed: a rotation or a failure recorded meanwhile stays.
+        fields = {name: getattr(obj, name) for name in form.changed_data if name in WebhookEndpointForm.Meta.fields}
+        active = fields.pop("active", None)
+        for name, value in fields.items():
+            setattr(obj, name, value)
+        if fields:
+            obj.save(update_fields=list(fields))
+        if active is not None:
+            webhooks.webhook_endpoints_set_active([obj.pk], active=active, actor=request.user)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._secrets_page(request, [(obj, obj.secret)], created=True)
+
+    def get_deleted_objects(self, objs, request):
+        """The confirmation names each endpoint and counts its deliveries (they go with it), rather
+        than listing thousands of them; deliveries are never deleted on their own, so no right to."""
+        endpoints = list(objs)
+        counts = {
+            row["endpoint"]: row
+            for row in WebhookDelivery.objects.filter(endpoint__in=endpoints)
+            .values("endpoint")
+            .annotate(
+                total=Count("pk"),
+                pending=Count("pk", filter=Q(state=WebhookDelivery.State.PENDING)),
+                failed=Count("pk", filter=Q(state=WebhookDelivery.State.FAILED)),
+            )
+            .order_by()
+        }
+        listed: list = []
+        for endpoint in endpoints:
+            row = counts.get(endpoint.pk, {"total": 0, "pending": 0, "failed": 0})
+            listed.append(format_html('Webhook endpoint: <a href="{}">{}</a>', _admin_url(endpoint), endpoint))
+            listed.append(
+                [
+                    f"{_plural(row['total'], 'delivery', 'deliveries')} ({row['pending']} pending, {row['failed']} failed)"
+                ]
+            )
+        total = sum(row["total"] for row in counts.values())
+        model_count = {"webhook endpoints": len(endpoints), **({"webhook deliveries": total} if total else {})}
+        return listed, model_count, set(), []
+
+    # --- The list's columns and the change page's read-only fields
+
+    @admin.display(description="Types")
+    def types(self, obj):
+        return ", ".join(obj.event_types) if obj.event_types else "all"
+
+    def _deliveries_link(self, obj, outcome: str, count: int):
+        if not count:
+            return "0"
+        return format_html(
+            '<a href="{}">{}</a>', _changelist("webhookdelivery", endpoint__id__exact=obj.pk, outcome=outcome), count
+        )
+
+    @admin.display(description="Pending", ordering="pending_n")
+    def pending_deliveries(self, obj):
+        return self._deliveries_link(obj, "pending", obj.pending_n)
+
+    @admin.display(description="Failed", ordering="failed_n")
+    def failed_deliveries(self, obj):
+        return self._deliveries_link(obj, "failed", obj.failed_n)
+
+    @admin.display(description="Secret")
+    def secret_hint(self, obj):
+        return format_html("<code>{}</code>", _secret_hint(obj.secret))
+
+    @admin.display(description="Previous secret")
+    def previous_secret_hint(self, obj):
+        if not obj.previous_secret:
+            return "—"
+        expires = obj.previous_secret_expires_at
+        if expires and expires > timezone.now():
+            return format_html(
+                "<code>{}</code>: signs too (a second signature) until {}",
+                _secret_hint(obj.previous_secret),
+                _when(expires),
+            )
+        return format_html("<code>{}</code>: stopped signing {}", _secret_hint(obj.previous_secret), _when(expires))
+
+    @admin.display(description="Deliveries")
+    def delivery_summary(self, obj):
+        return format_html(
+            '{} pending, {} failed. <a href="{}">All its deliveries</a>',
+            self.pending_deliveries(obj),
+            self.failed_deliveries(obj),
+            _changelist("webhookdelivery", endpoint__id__exact=obj.pk),
+        )
+
+    # --- Actions (each also a button on the endpoint's page)
+
+    @staticmethod
+    def _selected(queryset) -> list[WebhookEndpoint]:
+        """The selection, read again without the list's counts."""
+        return list(WebhookEndpoint.objects.filter(pk__in=list(queryset.values_list("pk", flat=True))).order_by("pk"))
+
+    @staticmethod
+    def _back(request, selected: list[WebhookEndpoint]):
+        """From an endpoint's own page, back to it; from the list, back to the list."""
+        if request.POST.get("_back") and len(selected) == 1:
+            return HttpResponseRedirect(_admin_url(selected[0]))
+        return None
+
+    @admin.action(description="Send a test message (webhook.test) to the selected endpoints", permissions=["change"])
+    def send_test_messages(self, request, queryset):
+        selected = self._selected(queryset)
+        sent = []
+        for endpoint in selected:
+            if not endpoint.active:
+                self.message_user(
+                    request, f"{endpoint} is disabled: enable it first, or the test fails unsent.", messages.WARNING
+                )
+                continue
+            message = webhooks.webhook_send_test(endpoint)
+            if message is not None:
+                sent.append((endpoint, message))
+        if sent:
+            self.message_user(
+                request,
+                format_html(
+                    "Test message sent to {} (how it went: its delivery).",
+                    format_html_join(
+                        ", ",
+                        '{} (<a href="{}"><code>{}</code></a>)',
+                        (
+                            (endpoint, _changelist("webhookdelivery", q=message.msg_id), message.msg_id)
+                            for endpoint, message in sent
+                        ),
+                    ),
+                ),
+                messages.SUCCESS,
+            )
+        return self._back(request, selected)
+
+    @admin.action(description="Rotate the signing secret of the selected endpoints…", permissions=["change"])
+    def rotate_secrets(self, request, queryset):
+        selected = self._selected(queryset)
+        if request.POST.get("confirm") != "yes":
+            return self._confirm(
+                request,
+                selected,
+                action="rotate_secrets",
+                title="Rotate signing secrets",
+                explain=f"Each endpoint gets a new secret, shown once on the next page. The current one goes on "
+                f"signing too (a second signature) for {_duration(ROTATION_OVERLAP)}, so the receiver can switch "
+                "over without missing a message; a secret from an earlier rotation stops signing at once.",
+            )
+        rotated = []
+        for endpoint in selected:
+            secret = webhooks.webhook_secret_rotate(endpoint)
+            self.log_change(request, endpoint, "Rotated its signing secret.")
+            rotated.append((endpoint.pk, secret))
+        fresh = WebhookEndpoint.objects.in_bulk([pk for pk, _ in rotated])
+        return self._secrets_page(request, [(fresh[pk], secret) for pk, secret in rotated], created=False)
+
+    @admin.action(description="Disable the selected endpoints…", permissions=["change"])
+    def disable_endpoints(self, request, queryset):
+        selected = self._selected(queryset)
+        if request.POST.get("confirm") != "yes":
+            return self._confirm(
+                request,
+                selected,
+                action="disable_endpoints",
+                title="Disable endpoints",
+                explain="A disabled endpoint is sent nothing: no message is written for it while it is disabled "
+                "(those changes never reach it, even after it is enabled again), and its pending deliveries fail "
+                "at their next attempt (resend them once it is enabled).",
+            )
+        self._set_active(request, selected, active=False)
+        return self._back(request, selected)
+
+    @admin.action(description="Enable the selected endpoints", permissions=["change"])
+    def enable_endpoints(self, request, queryset):
+        selected = self._selected(queryset)
+        self._set_active(request, selected, active=True)
+        return self._back(request, selected)
+
+    def _set_active(self, request, selected: list[WebhookEndpoint], *, active: bool) -> None:
+        changed = set(
+            webhooks.webhook_endpoints_set_active([e.pk for e in selected], active=active, actor=request.user)
+        )
+        changing = [endpoint for endpoint in selected if endpoint.pk in changed]
+        for endpoint in changing:
+            self.log_change(request, endpoint, "Enabled." if active else "Disabled.")
+        word = "enabled" if active else "disabled"
+        if not changing:
+            self.message_user(request, f"No endpoint {word}: they were {word} already.", messages.WARNING)
+        elif active:
+            failed = _changelist(
+                "webhookdelivery",
+                outcome="failed",
+                **({"endpoint__id__exact": changing[0].pk} if len(changing) == 1 else {}),
+            )
+            self.message_user(
+                request,
+                format_html(
+                    '{} enabled: new messages go to them from now on. Deliveries that failed meanwhile: <a href="{}">'
+                    "resend them</a>.",
+                    _plural(len(changing), "endpoint"),
+                    failed,
+                ),
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, f"{_plural(len(changing), 'endpoint')} disabled.", messages.SUCCESS)
+
+    def _confirm(self, request, selected: list[WebhookEndpoint], *, action: str, title: str, explain: str):
+        now = timezone.now()
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "explain": explain,
+            "opts": self.opts,
+            "action": action,
+            "endpoints": [
+                {
+                    "endpoint": endpoint,
+                    "types": self.types(endpoint),
+                    "secret_hint": _secret_hint(endpoint.secret),
+                    "previous_signing": bool(
+                        endpoint.previous_secret
+                        and endpoint.previous_secret_expires_at
+                        and endpoint.previous_secret_expires_at > now
+                    ),
+                }
+                for endpoint in selected
+            ],
+            "select_across": request.POST.get("select_across", "0"),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "back": request.POST.get("_back", ""),
+            "changelist_url": _admin_url(selected[0])
+            if request.POST.get("_back") and len(selected) == 1
+            else _changelist("webhookendpoint"),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/booking/webhookendpoint/action_confirmation.html", context)
+
+    def _secrets_page(self, request, rows: list[tuple[WebhookEndpoint, str]], *, created: bool):
+        """The one page that shows secrets: rendered in answer to the POST that made them, so they
+        are in no cookie, no session and no log; the admin's pages are never cached."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "The new endpoint's signing secret" if created else "New signing secrets",
+            "opts": self.opts,
+            "created": created,
+            "rows": [
+                {"endpoint": endpoint, "secret": secret, "previous_until": _when(endpoint.previous_secret_expires_at)}
+                for endpoint, secret in rows
+            ],
+            "changelist_url": _changelist("webhookendpoint"),
+        }
+        response = TemplateResponse(request, "admin/booking/webhookendpoint/secrets.html", context)
+        add_never_cache_headers(response)
+        return response
+
+
+class DeliveryOutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("pending", "Pending (not tried yet, or retrying)"),
+            ("retrying", "Retrying (an attempt failed, more to come)"),
+            ("delivered", "Delivered"),
+            ("failed", "Failed (no more attempts)"),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "retrying":
+            return queryset.filter(state=WebhookDelivery.State.PENDING, attempts__gt=0)
+        if value in WebhookDelivery.State.values:
+            return queryset.filter(state=value)
+        return queryset
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """One message to one endpoint, and how its attempts went: read-only, but for sending it again."""
+
+    list_display = (
+        "message_type",
+        "msg_id",
+        "endpoint_link",
+        "state_badge",
+        "attempts",
+        "http_status",
+        "last_error_short",
+        "next_attempt",
+        "delivered",
+        "created",
+    )
+    list_display_links = ("msg_id",)
+    list_filter = (("endpoint", admin.RelatedFieldListFilter), "message__type", DeliveryOutcomeFilter)
+    search_fields = ("=message__msg_id", "endpoint__url")
+    search_help_text = "A message's webhook-id (exact, msg_…) or part of an endpoint's URL."
+    list_per_page = 100
+    show_full_result_count = False
+    ordering = ("-id",)
+    actions = ("resend_deliveries",)
+    fieldsets = (
+        (
+            None,
+            {"fields": ("message_link", "message_type", "endpoint_link", "state_badge", "attempts", "next_attempt")},
+        ),
+        (
+            "Last attempt",
+            {
+                "fields": (
+                    "last_attempt_at",
+                    "last_status_code",
+                    "last_duration_ms",
+                    "last_error",
+                    "response",
+                    "delivered_at",
+                )
+            },
+        ),
+        (
+            "What is sent",
+            {
+                "fields": ("headers", "payload"),
+                "description": "The same webhook-id and body on every attempt; the body is sent as compact JSON.",
+            },
+        ),
+    )
+    readonly_fields = (
+        "message_link",
+        "message_type",
+        "endpoint_link",
+        "state_badge",
+        "attempts",
+        "next_attempt",
+        "last_attempt_at",
+        "last_status_code",
+        "last_duration_ms",
+        "last_error",
+        "response",
+        "delivered_at",
+        "headers",
+        "payload",
+    )
+
+    def get_queryset(self, request):
+        # The list never shows a payload (the page of one delivery reads it).
+        return super().get_queryset(request).select_related("endpoint", "message").defer("message__payload")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # they go with their endpoint, or their message when it is purged
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_resend": self.has_resend_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description="Type", ordering="message__type")
+    def message_type(self, obj):
+        return obj.message.type
+
+    @admin.display(description="Message (webhook-id)", ordering="message__msg_id")
+    def msg_id(self, obj):
+        return format_html("<code>{}</code>", obj.message.msg_id)
+
+    @admin.display(description="Message")
+    def message_link(self, obj):
+        return format_html('<a href="{}"><code>{}</code></a>', _admin_url(obj.message), obj.message.msg_id)
+
+    @admin.display(description="Endpoint", ordering="endpoint__url")
+    def endpoint_link(self, obj):
+        return format_html('<a href="{}">{}</a>', _admin_url(obj.endpoint), obj.endpoint.url)
+
+    @admin.display(description="Outcome", ordering="state")
+    def state_badge(self, obj):
+        return _delivery_badge(obj)
+
+    @admin.display(description="HTTP", ordering="last_status_code")
+    def http_status(self, obj):
+        return obj.last_status_code or "—"
+
+    @admin.display(description="Last error")
+    def last_error_short(self, obj):
+        if not obj.last_error:
+            return "—"
+        short = obj.last_error if len(obj.last_error) <= 60 else obj.last_error[:59] + "…"
+        return format_html('<span title="{}">{}</span>', obj.last_error, short)
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        if obj.state != WebhookDelivery.State.PENDING:
+            return "—"
+        if obj.leased_until and obj.leased_until > timezone.now():
+            return "being sent now"
+        return _short_when(obj.next_attempt_at)
+
+    @admin.display(description="Delivered", ordering="delivered_at")
+    def delivered(self, obj):
+        return _short_when(obj.delivered_at)
+
+    @admin.display(description="Created", ordering="message__created_at")
+    def created(self, obj):
+        return _short_when(obj.message.created_at)
+
+    @admin.display(description="Response (its start)")
+    def response(self, obj):
+        if not obj.response_excerpt:
+            return "—"
+        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', obj.response_excerpt)
+
+    @admin.display(description="Headers")
+    def headers(self, obj):
+        lines = [
+            ("content-type", "application/json"),
+            ("webhook-id", obj.message.msg_id),
+            ("webhook-timestamp", "the attempt's time, in Unix seconds"),
+            ("webhook-signature", "v1,… per secret that signs (not shown)"),
+        ]
+        return format_html('<pre style="margin:0">{}</pre>', "\n".join(f"{name}: {value}" for name, value in lines))
+
+    @admin.display(description="Body")
+    def payload(self, obj):
+        return _pretty_json(obj.message.payload)
+
+    @admin.action(description="Resend the selected deliveries", permissions=["resend"])
+    def resend_deliveries(self, request, queryset):
+        """Send each again now, with its message's webhook-id (receivers that dedupe on it see it once)."""
+        rows = list(queryset.order_by("pk").values_list("pk", "endpoint__active"))
+        ids = [pk for pk, active in rows if active]
+        resent = sum(
+            webhooks.webhook_deliveries_resend(ids[start : start + RESEND_CHUNK])
+            for start in range(0, len(ids), RESEND_CHUNK)
+        )
+        if resent:
+            self.message_user(
+                request,
+                f"{_plural(resent, 'delivery', 'deliveries')} sent again now, with their messages' webhook-id.",
+                messages.SUCCESS,
+            )
+        if len(rows) > len(ids):
+            self.message_user(
+                request,
+                f"{len(rows) - len(ids)} not resent: their endpoint is disabled (enable it first).",
+                messages.WARNING,
+            )
+        if request.POST.get("_back") and len(rows) == 1:
+            return HttpResponseRedirect(reverse("admin:booking_webhookdelivery_change", args=[rows[0][0]]))
+        return None
+
+
+class WebhookMessageDeliveryInline(admin.TabularInline):
+    model = WebhookDelivery
+    fields = ("delivery_link", "endpoint", "outcome", "attempts", "last_status_code", "last_error", "delivered_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Deliveries (one per endpoint)"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("endpoint")
+
+    @admin.display(description="Delivery")
+    def delivery_link(self, obj):
+        return format_html('<a href="{}">#{}</a>', _admin_url(obj), obj.pk)
+
+    @admin.display(description="Outcome")
+    def outcome(self, obj):
+        return _delivery_badge(obj)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(WebhookMessage)
+class WebhookMessageAdmin(admin.ModelAdmin):
+    """The outbox, read-only: each message as sent, and its deliveries (one per endpoint)."""
+
+    list_display = ("msg_id", "type", "created_at", "deliveries")
+    list_filter = ("type",)
+    search_fields = ("=msg_id",)
+    search_help_text = "A webhook-id (exact, msg_…)."
+    list_per_page = 100
+    show_full_result_count = False
+    ordering = ("-id",)
+    fields = ("msg_id", "type", "created_at", "body")
+    readonly_fields = fields
+    inlines = (WebhookMessageDeliveryInline,)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .defer("payload")
+            .annotate(
+                delivery_n=Count("deliveries"),
+                delivered_n=Count("deliveries", filter=Q(deliveries__state=WebhookDelivery.State.DELIVERED)),
+                failed_n=Count("deliveries", filter=Q(deliveries__state=WebhookDelivery.State.FAILED)),
+            )
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # purged when delivered everywhere and old (webhook_messages_purge)
+
+    @admin.display(description="Deliveries", ordering="delivery_n")
+    def deliveries(self, obj):
+        pending = obj.delivery_n - obj.delivered_n - obj.failed_n
+        return format_html(
+            '<a href="{}">{}</a>: {} delivered, {} pending, {} failed',
+            _changelist("webhookdelivery", q=obj.msg_id),
+            obj.delivery_n,
+            obj.delivered_n,
+            pending,
+            obj.failed_n,
+        )
+
+    @admin.display(description="Body")
+    def body(self, obj):
+        return _pretty_json(obj.payload)
 
 
 # --- Users and their API tokens ---------------------------------------------
