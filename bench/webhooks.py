@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 #: The benchmark's endpoints say so in their description; only these are ever deleted.
 ENDPOINT_DESCRIPTION = "benchmark: webhook load check"
-QUEUE = "webhooks"  # settings.CELERY_TASK_ROUTES: booking.tasks.deliver_webhook
+QUEUE = "webhooks"  # settings.CELERY_TASK_ROUTES: booking.tasks.deliver_webhooks
 BROKER_DB = 3  # the Redis database of the benchmark's broker, on REDIS_URL's server
 VERIFY_EVERY = 20  # the receiver verifies the first signature and one in this many
 

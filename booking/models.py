@@ -399,4 +399,4 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = "webhook deliveries"
 
     def __str__(self) -> str:
-        return f"{self.message_id} → {self.endpoint_id} ({self.state})"
+        return f"{self.message.type} {self.message.msg_id} to {self.endpoint.url}"

@@ -30,9 +30,10 @@ def purge_idempotency_keys() -> int:
 
 
 @shared_task(ignore_result=True, acks_late=True)
-def deliver_webhook(delivery_id: int) -> str:
-    """One attempt at a webhook delivery (a no-op unless it is due: a duplicate send does no harm)."""
-    return webhook_deliver(delivery_id)
+def deliver_webhooks(delivery_ids: list[int]) -> list[str]:
+    """An attempt at each of one endpoint's webhook deliveries, in turn (each a no-op unless it is
+    due: a duplicate send does no harm)."""
+    return [webhook_deliver(delivery_id) for delivery_id in delivery_ids]
 
 
 @shared_task(ignore_result=True)

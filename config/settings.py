@@ -282,7 +282,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 # Webhook attempts on a queue of their own, served by a worker of many threads (Procfile's
 # webhooks:): a slow receiver holds one thread for up to 15 s, never the expiry sweep.
-CELERY_TASK_ROUTES = {"booking.tasks.deliver_webhook": {"queue": "webhooks"}}
+CELERY_TASK_ROUTES = {"booking.tasks.deliver_webhooks": {"queue": "webhooks"}}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {

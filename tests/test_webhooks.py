@@ -332,3 +332,24 @@ def test_the_documented_receiver_verifies_what_we_send(endpoint, tmp_path):
         process.terminate()
         output = process.communicate(timeout=5)[0]
     assert f"{message.msg_id} webhook.test" in output
+
+
+def test_two_rotations_at_once_keep_the_secret_the_first_handed_out(endpoint):
+    stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    first = webhooks.webhook_secret_rotate(endpoint)
+    second = webhooks.webhook_secret_rotate(stale)
+    endpoint.refresh_from_db()
+    assert (endpoint.secret, endpoint.previous_secret) == (second, first)
+
+
+def test_a_resend_leaves_an_attempt_in_flight_alone_and_starts_a_failed_one_over(alice, seat_ids, endpoint):
+    assert post(alice, "/api/lock", {"seatIds": seat_ids[:1]}).status_code == 200
+    assert post(alice, "/api/unlock", {"seatIds": seat_ids[:1]}).status_code == 200
+    in_flight, failed = WebhookDelivery.objects.order_by("pk")
+    WebhookDelivery.objects.filter(pk=in_flight.pk).update(leased_until=Now() + timedelta(seconds=30))
+    WebhookDelivery.objects.filter(pk=failed.pk).update(state="failed", attempts=8, next_attempt_at=None)
+    assert webhooks.webhook_deliveries_resend([in_flight.pk, failed.pk]) == 1
+    failed.refresh_from_db()
+    assert (failed.state, failed.attempts) == ("pending", 0)
+    in_flight.refresh_from_db()
+    assert in_flight.leased_until is not None and in_flight.state == "pending"

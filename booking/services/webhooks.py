@@ -24,7 +24,7 @@ import orjson
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -119,19 +119,36 @@ def webhooks_emit(
     ``at``: when the change happened (the database's clock, where the caller has
     it). Nothing is written when no endpoint receives the type.
     """
-    targets = list(endpoint_ids) if endpoint_ids is not None else endpoints.subscribed(event_type)
-    if not targets:
-        return None
+    written = _write([(event_type, data)], at=at, endpoint_ids=endpoint_ids)
+    return written[0] if written else None
+
+
+def _write(
+    messages: list[tuple[str, dict[str, Any]]], *, at: datetime | None, endpoint_ids: Sequence[int] | None = None
+) -> list[WebhookMessage]:
+    """The messages and their deliveries in two INSERTs, and one send per endpoint after commit."""
+    targets = {
+        event_type: list(endpoint_ids) if endpoint_ids is not None else endpoints.subscribed(event_type)
+        for event_type, _ in messages
+    }
+    messages = [(event_type, data) for event_type, data in messages if targets[event_type]]
+    if not messages:
+        return []
     when = at or timezone.now()
-    message = WebhookMessage.objects.create(
-        msg_id=new_msg_id(), type=event_type, payload={"type": event_type, "timestamp": iso(when), "data": data}
+    written = WebhookMessage.objects.bulk_create(
+        WebhookMessage(msg_id=new_msg_id(), type=t, payload={"type": t, "timestamp": iso(when), "data": data})
+        for t, data in messages
     )
     deliveries = WebhookDelivery.objects.bulk_create(
-        WebhookDelivery(endpoint_id=pk, message=message, next_attempt_at=when) for pk in targets
+        WebhookDelivery(endpoint_id=pk, message=message, next_attempt_at=when)
+        for message in written
+        for pk in targets[message.type]
     )
-    ids = [delivery.pk for delivery in deliveries]
-    transaction.on_commit(lambda: _send(ids))
-    return message
+    by_endpoint: dict[int, list[int]] = {}
+    for delivery in deliveries:
+        by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery.pk)
+    transaction.on_commit(lambda: _send(by_endpoint))
+    return written
 
 
 def webhooks_emit_holds(
@@ -144,20 +161,35 @@ def webhooks_emit_holds(
     groups: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for row, holder in zip(rows, holders, strict=True):
         groups.setdefault((row["event_id"], holder), []).append(row)
-    for (event_id, holder), seats in groups.items():
-        data = {"holder": holder, "event": event_id, "seats": seat_payloads(map(seat_values, seats))}
-        webhooks_emit(event_type, data, at=at)
+    _write(
+        [
+            (event_type, {"holder": holder, "event": event_id, "seats": seat_payloads(map(seat_values, seats))})
+            for (event_id, holder), seats in groups.items()
+        ],
+        at=at,
+    )
 
 
-def _send(delivery_ids: list[int]) -> None:
-    """Hand each delivery to a worker; a broker that is down only delays it (beat sends it later)."""
-    from ..tasks import deliver_webhook
+#: Deliveries per task: one endpoint's, made one after the other on one kept-alive connection.
+TASK_BATCH = 50
 
-    for delivery_id in delivery_ids:
-        try:
-            deliver_webhook.delay(delivery_id)
-        except Exception:  # the booking committed: it must not fail because the broker did
-            logger.warning("webhook delivery %s not sent to a worker now; beat sends it when due", delivery_id)
+
+def _send(by_endpoint: dict[int, list[int]]) -> None:
+    """Hand the deliveries to workers, a task per endpoint (so one endpoint never waits for
+    another's); a broker that is down only delays them (beat sends them when due)."""
+    from ..tasks import deliver_webhooks
+
+    for endpoint_id, ids in by_endpoint.items():
+        for start in range(0, len(ids), TASK_BATCH):
+            batch = ids[start : start + TASK_BATCH]
+            try:
+                deliver_webhooks.delay(batch)
+            except Exception:  # the change committed: it must not fail because the broker did
+                logger.warning(
+                    "%s webhook deliveries to endpoint %s not sent to a worker now; beat sends them when due",
+                    len(batch),
+                    endpoint_id,
+                )
 
 
 def webhooks_deliver_due(*, limit: int = DUE_BATCH) -> int:
@@ -166,13 +198,26 @@ def webhooks_deliver_due(*, limit: int = DUE_BATCH) -> int:
         WebhookDelivery.objects.filter(state=Delivery.PENDING, next_attempt_at__lte=Now())
         .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
         .order_by("next_attempt_at", "pk")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("endpoint_id", "pk")[:limit]
     )
-    _send(due)
+    by_endpoint: dict[int, list[int]] = {}
+    for endpoint_id, pk in due:
+        by_endpoint.setdefault(endpoint_id, []).append(pk)
+    _send(by_endpoint)
     return len(due)
 
 
 # --- One attempt -----------------------------------------------------------------
+
+
+def message_headers(msg_id: str, sent_at: datetime) -> dict[str, str]:
+    """An attempt's headers but its signature."""
+    return {
+        "content-type": "application/json",
+        "user-agent": "seat-booking-webhooks/1",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+    }
 
 
 def signatures(endpoint: WebhookEndpoint, msg_id: str, timestamp: datetime, body: str, *, now: datetime) -> str:
@@ -181,6 +226,17 @@ def signatures(endpoint: WebhookEndpoint, msg_id: str, timestamp: datetime, body
     if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
         secrets_.append(endpoint.previous_secret)
     return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets_)
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """This thread's HTTP session: a receiver's connection is kept alive from one attempt to the next."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+    return session
 
 
 def webhook_deliver(delivery_id: int) -> str:
@@ -201,16 +257,13 @@ def webhook_deliver(delivery_id: int) -> str:
     body = orjson.dumps(message.payload).decode()
     sent_at = timezone.now()  # the attempt's time, which receivers check against their own clocks
     headers = {
-        "content-type": "application/json",
-        "user-agent": "seat-booking-webhooks/1",
-        "webhook-id": message.msg_id,
-        "webhook-timestamp": str(int(sent_at.timestamp())),
+        **message_headers(message.msg_id, sent_at),
         "webhook-signature": signatures(endpoint, message.msg_id, sent_at, body, now=sent_at),
     }
     started = time.monotonic()
     status, excerpt, error = None, "", ""
     try:
-        answer = requests.post(
+        answer = _session().post(
             endpoint.url, data=body.encode(), headers=headers, timeout=timeout_seconds(), allow_redirects=False
         )
         status, excerpt = answer.status_code, answer.text[:500]
@@ -235,7 +288,8 @@ def _record(delivery: WebhookDelivery, *, status: int | None, excerpt: str, erro
     }
     if status is not None and 200 <= status < 300:
         _update(delivery, state=Delivery.DELIVERED, delivered_at=Now(), next_attempt_at=None, **common)
-        WebhookEndpoint.objects.filter(pk=endpoint.pk).exclude(failing_since=None).update(failing_since=None)
+        if endpoint.failing_since is not None:
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
         return "delivered"
     if status == 410:  # Gone: the receiver asks not to be sent anything any more
         _disable(endpoint, "it answered 410 Gone")
@@ -282,10 +336,29 @@ def webhook_endpoint_create(*, url: str, event_types: Sequence[str] = (), descri
 def webhook_secret_rotate(endpoint: WebhookEndpoint, *, overlap: timedelta = timedelta(hours=24)) -> str:
     """A new secret; the old one goes on signing (a second signature) for ``overlap``."""
     secret = new_secret()
+    # The stored secret becomes the previous one (not the caller's copy: two rotations at once
+    # must not drop the secret the first one handed out).
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
-        previous_secret=endpoint.secret, previous_secret_expires_at=Now() + overlap, secret=secret
+        previous_secret=F("secret"), previous_secret_expires_at=Now() + overlap, secret=secret
     )
     return secret
+
+
+def webhook_endpoints_set_active(endpoint_ids: Sequence[int], *, active: bool, actor: Any = None) -> list[int]:
+    """Enable or disable endpoints; the ids that changed. Enabling forgets why one was off and
+    since when it failed (its next failure starts a new five days); nothing is written for a
+    disabled endpoint meanwhile."""
+    changing = list(
+        WebhookEndpoint.objects.filter(pk__in=list(endpoint_ids), active=not active).values_list("pk", flat=True)
+    )
+    if active:
+        values: dict[str, Any] = {"active": True, "disabled_reason": "", "failing_since": None}
+    else:
+        who = actor.get_username() if actor is not None else "a service"
+        values = {"active": False, "disabled_reason": f"disabled in the admin by {who}"}
+    WebhookEndpoint.objects.filter(pk__in=changing).update(**values)
+    endpoints.clear()  # an update() sends no post_save
+    return changing
 
 
 def webhook_send_test(endpoint: WebhookEndpoint) -> WebhookMessage | None:
@@ -299,11 +372,21 @@ def webhook_send_test(endpoint: WebhookEndpoint) -> WebhookMessage | None:
 def webhook_deliveries_resend(delivery_ids: Sequence[int]) -> int:
     """Send deliveries again now (failed or delivered ones too), with their message's id; how many."""
     with transaction.atomic():
-        count = WebhookDelivery.objects.filter(pk__in=list(delivery_ids)).update(
-            state=Delivery.PENDING, next_attempt_at=Now(), leased_until=None
+        # An attempt in flight keeps its lease (no second attempt beside it); a resend starts the
+        # retry ladder over.
+        free = WebhookDelivery.objects.filter(pk__in=list(delivery_ids)).filter(
+            Q(leased_until__isnull=True) | Q(leased_until__lte=Now())
         )
-        ids = list(delivery_ids)
-        transaction.on_commit(lambda: _send(ids))
+        delivery_ids = list(free.values_list("pk", flat=True))
+        count = WebhookDelivery.objects.filter(pk__in=delivery_ids).update(
+            state=Delivery.PENDING, next_attempt_at=Now(), attempts=0
+        )
+        by_endpoint: dict[int, list[int]] = {}
+        for endpoint_id, pk in WebhookDelivery.objects.filter(pk__in=list(delivery_ids)).values_list(
+            "endpoint_id", "pk"
+        ):
+            by_endpoint.setdefault(endpoint_id, []).append(pk)
+        transaction.on_commit(lambda: _send(by_endpoint))
     return count
 
 
