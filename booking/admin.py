@@ -309,23 +309,15 @@ class LiveStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class SeatEventInline(admin.TabularInline):
+class AuditInline(admin.TabularInline):
+    """Audit rows, newest first: read-only for everybody."""
+
     model = SeatEvent
-    fk_name = "seat"
-    fields = ("created_at", "action", "holder", "booking_link", "actor")
-    readonly_fields = fields
     ordering = ("-created_at", "-id")
     extra = 0
     can_delete = False
     verbose_name = "audit row"
     verbose_name_plural = "Audit trail (newest first)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor", "booking")
-
-    @admin.display(description="Booking")
-    def booking_link(self, obj):
-        return _booking_link(obj.booking_id, obj.booking.reference if obj.booking_id else None)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -335,6 +327,19 @@ class SeatEventInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class SeatEventInline(AuditInline):
+    fk_name = "seat"
+    fields = ("created_at", "action", "holder", "booking_link", "actor")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor", "booking")
+
+    @admin.display(description="Booking")
+    def booking_link(self, obj):
+        return _booking_link(obj.booking_id, obj.booking.reference if obj.booking_id else None)
 
 
 @admin.register(Seat)
@@ -592,18 +597,12 @@ class BookingStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class BookingAuditInline(admin.TabularInline):
+class BookingAuditInline(AuditInline):
     """The booking's audit rows: its seats booked, and cancelled, by whom."""
 
-    model = SeatEvent
     fk_name = "booking"
     fields = ("created_at", "action", "seat_link", "holder", "actor")
     readonly_fields = fields
-    ordering = ("-created_at", "-id")
-    extra = 0
-    can_delete = False
-    verbose_name = "audit row"
-    verbose_name_plural = "Audit trail (newest first)"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("seat", "actor")
@@ -611,15 +610,6 @@ class BookingAuditInline(admin.TabularInline):
     @admin.display(description="Seat")
     def seat_link(self, obj):
         return format_html('<a href="{}">{}</a>', _admin_url(obj.seat), obj.seat.label)
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Booking)

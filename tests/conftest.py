@@ -132,6 +132,19 @@ def box_office(make_user):
 
 
 @pytest.fixture
+def staff(make_user):
+    """A box office user who may sign in to the admin and act for any holder."""
+    return make_user("boxoffice", staff=True, hold_for_others=True, password="box-office-pw")
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    """Django's test client, signed in as ``staff`` (the admin's pages)."""
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
 def anonymous():
     return APIClient()
 

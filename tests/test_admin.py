@@ -25,17 +25,6 @@ MAX_PAGE_QUERIES = 10
 
 
 @pytest.fixture
-def staff(make_user):
-    return make_user("boxoffice", staff=True, hold_for_others=True, password="box-office-pw")
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def big_event(make_event):
     """1 000 seats: rows A-J × 100."""
     return make_event(name="Big night", rows="ABCDEFGHIJ", seats_per_row=100)

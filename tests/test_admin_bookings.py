@@ -23,17 +23,6 @@ MAX_PAGE_QUERIES = 10
 
 
 @pytest.fixture
-def staff(make_user):
-    return make_user("boxoffice", staff=True, hold_for_others=True, password="box-office-pw")
-
-
-@pytest.fixture
-def staff_client(client, staff):
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def clerk_client(client, make_user):
     """Staff as `create_api_user --staff` makes them: may look, may not act for holders."""
     client.force_login(make_user("clerk", staff=True, password="pw"))
