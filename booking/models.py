@@ -373,7 +373,12 @@ class WebhookDelivery(models.Model):
         DELIVERED = "delivered", "delivered"
         FAILED = "failed", "failed"
 
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    # No database constraint: a process writes deliveries for the endpoints it knew a moment ago
+    # (BOOKING_WEBHOOK_ENDPOINTS_CACHE_SECONDS), and a booking must never fail because one of
+    # them was deleted meanwhile; an attempt for a vanished endpoint drops its delivery.
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_constraint=False
+    )
     message = models.ForeignKey(WebhookMessage, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)

@@ -64,6 +64,14 @@ def fresh_throttle_counters():
 
 
 @pytest.fixture(autouse=True)
+def fresh_webhook_endpoints():
+    """Each test starts with no list of webhook endpoints kept (a test's rollback sends no signal)."""
+    from booking.services.webhooks import endpoints
+
+    endpoints.clear()
+
+
+@pytest.fixture(autouse=True)
 def fresh_token_cache():
     """Each test starts with no API token's user kept (booking/api/authentication.py)."""
     from booking.api.authentication import token_cache

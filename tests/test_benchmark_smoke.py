@@ -186,7 +186,7 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
     assert len(hooks["backlog_at_round_end"]) == ROUNDS and hooks["purged_tasks"] == 0
     assert hooks["worker_cpu_ms_per_message"] > 0 and hooks["receiver_cpu_ms_per_message"] >= 0
     assert hooks["postgres_sessions_per_message"] is not None
-    assert hooks["worker_command"].startswith("celery -A config worker -Q webhooks --pool=threads")
+    assert "celery -A config worker -Q webhooks --pool=threads" in hooks["worker_command"]
     assert hooks["broker"].endswith(f"/{BROKER_DB}")
     for name in ("webhook_worker", "server", "postgres"):
         assert hooks["cpu"]["ms_per_booking"][name] > 0, (name, hooks["cpu"])

@@ -353,3 +353,15 @@ def test_a_resend_leaves_an_attempt_in_flight_alone_and_starts_a_failed_one_over
     assert (failed.state, failed.attempts) == ("pending", 0)
     in_flight.refresh_from_db()
     assert in_flight.leased_until is not None and in_flight.state == "pending"
+
+
+def test_an_endpoint_deleted_elsewhere_never_fails_a_booking(alice, seat_ids, endpoint, monkeypatch):
+    """This process still lists the endpoint (another process deleted it a moment ago)."""
+    assert webhooks.endpoints.subscribed("hold.created") == [endpoint.pk]
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).delete()  # an update()/delete() elsewhere: no signal here
+    monkeypatch.setattr(webhooks.endpoints, "clear", lambda **kwargs: None)
+    webhooks.endpoints._entries = [(endpoint.pk, [])]
+    webhooks.endpoints._until = float("inf")
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["endpoint deleted"]
+    assert not WebhookDelivery.objects.exists()

@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,100 +16,189 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('starts_at', models.DateTimeField()),
-                ('hold_seconds', models.PositiveIntegerField(default=booking.models.default_hold_seconds, help_text='How long a hold lasts before it expires (renewable up to the ceiling).')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200)),
+                ("starts_at", models.DateTimeField()),
+                (
+                    "hold_seconds",
+                    models.PositiveIntegerField(
+                        default=booking.models.default_hold_seconds,
+                        help_text="How long a hold lasts before it expires (renewable up to the ceiling).",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['starts_at', 'id'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('hold_seconds__gte', 1)), name='event_hold_seconds_positive')],
+                "ordering": ["starts_at", "id"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("hold_seconds__gte", 1)), name="event_hold_seconds_positive"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Seat',
+            name="Seat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(max_length=32)),
-                ('row', models.CharField(max_length=16)),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('available', 'available'), ('locked', 'locked'), ('booked', 'booked')], default='available', max_length=10)),
-                ('locked_by', models.CharField(blank=True, default='', max_length=150)),
-                ('locked_at', models.DateTimeField(blank=True, null=True)),
-                ('lock_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('booked_by', models.CharField(blank=True, default='', max_length=150)),
-                ('booked_at', models.DateTimeField(blank=True, null=True)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='seats', to='booking.event')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label", models.CharField(max_length=32)),
+                ("row", models.CharField(max_length=16)),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("available", "available"), ("locked", "locked"), ("booked", "booked")],
+                        default="available",
+                        max_length=10,
+                    ),
+                ),
+                ("locked_by", models.CharField(blank=True, default="", max_length=150)),
+                ("locked_at", models.DateTimeField(blank=True, null=True)),
+                ("lock_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("booked_by", models.CharField(blank=True, default="", max_length=150)),
+                ("booked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="seats", to="booking.event"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
-                'permissions': [('hold_for_others', 'Can hold, book and release seats for any holder')],
+                "ordering": ["id"],
+                "permissions": [("hold_for_others", "Can hold, book and release seats for any holder")],
             },
         ),
         migrations.CreateModel(
-            name='SeatEvent',
+            name="SeatEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(choices=[('locked', 'locked'), ('extended', 'extended'), ('unlocked', 'unlocked'), ('expired', 'expired'), ('booked', 'booked'), ('admin_released', 'released by admin'), ('admin_booked', 'booked by admin'), ('admin_cancelled', 'booking cancelled by admin')], max_length=20)),
-                ('holder', models.CharField(blank=True, default='', max_length=150)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='booking.event')),
-                ('seat', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='booking.seat')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("locked", "locked"),
+                            ("extended", "extended"),
+                            ("unlocked", "unlocked"),
+                            ("expired", "expired"),
+                            ("booked", "booked"),
+                            ("admin_released", "released by admin"),
+                            ("admin_booked", "booked by admin"),
+                            ("admin_cancelled", "booking cancelled by admin"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("holder", models.CharField(blank=True, default="", max_length=150)),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="audit_events", to="booking.event"
+                    ),
+                ),
+                (
+                    "seat",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="audit_events", to="booking.seat"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddIndex(
-            model_name='seat',
-            index=models.Index(fields=['event', 'status'], name='seat_event_status_idx'),
+            model_name="seat",
+            index=models.Index(fields=["event", "status"], name="seat_event_status_idx"),
         ),
         migrations.AddIndex(
-            model_name='seat',
-            index=models.Index(condition=models.Q(('status', 'locked')), fields=['lock_expires_at'], name='seat_locked_expiry_idx'),
+            model_name="seat",
+            index=models.Index(
+                condition=models.Q(("status", "locked")), fields=["lock_expires_at"], name="seat_locked_expiry_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='seat',
-            index=models.Index(condition=models.Q(('status', 'locked')), fields=['locked_by', 'event'], name='seat_holder_idx'),
+            model_name="seat",
+            index=models.Index(
+                condition=models.Q(("status", "locked")), fields=["locked_by", "event"], name="seat_holder_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='seat',
-            index=models.Index(condition=models.Q(('status', 'booked')), fields=['booked_by', 'event'], name='seat_booker_idx'),
+            model_name="seat",
+            index=models.Index(
+                condition=models.Q(("status", "booked")), fields=["booked_by", "event"], name="seat_booker_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='seat',
-            constraint=models.UniqueConstraint(fields=('event', 'label'), name='seat_unique_label_per_event'),
+            model_name="seat",
+            constraint=models.UniqueConstraint(fields=("event", "label"), name="seat_unique_label_per_event"),
         ),
         migrations.AddConstraint(
-            model_name='seat',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['available', 'locked', 'booked'])), name='seat_status_valid'),
+            model_name="seat",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["available", "locked", "booked"])), name="seat_status_valid"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='seat',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'locked'), _negated=True), models.Q(models.Q(('locked_by', ''), _negated=True), ('locked_at__isnull', False), ('lock_expires_at__isnull', False)), _connector='OR'), name='seat_locked_has_holder'),
+            model_name="seat",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "locked"), _negated=True),
+                    models.Q(
+                        models.Q(("locked_by", ""), _negated=True),
+                        ("locked_at__isnull", False),
+                        ("lock_expires_at__isnull", False),
+                    ),
+                    _connector="OR",
+                ),
+                name="seat_locked_has_holder",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='seat',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'booked'), _negated=True), models.Q(models.Q(('booked_by', ''), _negated=True), ('booked_at__isnull', False)), _connector='OR'), name='seat_booked_has_holder'),
+            model_name="seat",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "booked"), _negated=True),
+                    models.Q(models.Q(("booked_by", ""), _negated=True), ("booked_at__isnull", False)),
+                    _connector="OR",
+                ),
+                name="seat_booked_has_holder",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='seat',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'available'), _negated=True), models.Q(('locked_by', ''), ('booked_by', '')), _connector='OR'), name='seat_available_has_no_holder'),
+            model_name="seat",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "available"), _negated=True),
+                    models.Q(("locked_by", ""), ("booked_by", "")),
+                    _connector="OR",
+                ),
+                name="seat_available_has_no_holder",
+            ),
         ),
         migrations.AddIndex(
-            model_name='seatevent',
-            index=models.Index(fields=['seat', '-created_at'], name='seatevent_seat_idx'),
+            model_name="seatevent",
+            index=models.Index(fields=["seat", "-created_at"], name="seatevent_seat_idx"),
         ),
         migrations.AddIndex(
-            model_name='seatevent',
-            index=models.Index(fields=['event', '-created_at'], name='seatevent_event_idx'),
+            model_name="seatevent",
+            index=models.Index(fields=["event", "-created_at"], name="seatevent_event_idx"),
         ),
         migrations.AddIndex(
-            model_name='seatevent',
-            index=models.Index(fields=['holder'], name='seatevent_holder_idx'),
+            model_name="seatevent",
+            index=models.Index(fields=["holder"], name="seatevent_holder_idx"),
         ),
     ]

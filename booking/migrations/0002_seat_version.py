@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('booking', '0001_initial'),
+        ("booking", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='seat',
-            name='version',
-            field=models.PositiveBigIntegerField(default=0, editable=False, help_text='Bumped by every change; live clients drop a pushed state older than the one they have.'),
+            model_name="seat",
+            name="version",
+            field=models.PositiveBigIntegerField(
+                default=0,
+                editable=False,
+                help_text="Bumped by every change; live clients drop a pushed state older than the one they have.",
+            ),
         ),
     ]

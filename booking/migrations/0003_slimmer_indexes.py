@@ -6,35 +6,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('booking', '0002_seat_version'),
+        ("booking", "0002_seat_version"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='seat',
-            name='event',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='seats', to='booking.event'),
+            model_name="seat",
+            name="event",
+            field=models.ForeignKey(
+                db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name="seats", to="booking.event"
+            ),
         ),
         migrations.AlterField(
-            model_name='seatevent',
-            name='actor',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="seatevent",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='seatevent',
-            name='event',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='booking.event'),
+            model_name="seatevent",
+            name="event",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="audit_events",
+                to="booking.event",
+            ),
         ),
         migrations.AlterField(
-            model_name='seatevent',
-            name='seat',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='booking.seat'),
+            model_name="seatevent",
+            name="seat",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="audit_events",
+                to="booking.seat",
+            ),
         ),
         migrations.AddIndex(
-            model_name='seatevent',
-            index=models.Index(condition=models.Q(('actor__isnull', False)), fields=['actor'], name='seatevent_actor_idx'),
+            model_name="seatevent",
+            index=models.Index(
+                condition=models.Q(("actor__isnull", False)), fields=["actor"], name="seatevent_actor_idx"
+            ),
         ),
     ]

@@ -6,63 +6,109 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('booking', '0004_audit_event_without_constraint'),
+        ("booking", "0004_audit_event_without_constraint"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='seatevent',
-            name='action',
-            field=models.CharField(choices=[('locked', 'locked'), ('extended', 'extended'), ('unlocked', 'unlocked'), ('expired', 'expired'), ('booked', 'booked'), ('cancelled', 'cancelled'), ('admin_released', 'released by admin'), ('admin_booked', 'booked by admin'), ('admin_cancelled', 'booking cancelled by admin')], max_length=20),
+            model_name="seatevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("locked", "locked"),
+                    ("extended", "extended"),
+                    ("unlocked", "unlocked"),
+                    ("expired", "expired"),
+                    ("booked", "booked"),
+                    ("cancelled", "cancelled"),
+                    ("admin_released", "released by admin"),
+                    ("admin_booked", "booked by admin"),
+                    ("admin_cancelled", "booking cancelled by admin"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='Booking',
+            name="Booking",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('reference', models.CharField(max_length=8, unique=True)),
-                ('holder', models.CharField(max_length=150)),
-                ('order_id', models.CharField(blank=True, default='', help_text="The shop's own id, if it gave one.", max_length=100)),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bookings', to='booking.event')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("reference", models.CharField(max_length=8, unique=True)),
+                ("holder", models.CharField(max_length=150)),
+                (
+                    "order_id",
+                    models.CharField(
+                        blank=True, default="", help_text="The shop's own id, if it gave one.", max_length=100
+                    ),
+                ),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="bookings", to="booking.event"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddField(
-            model_name='seat',
-            name='booking',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='seats', to='booking.booking'),
+            model_name="seat",
+            name="booking",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="seats",
+                to="booking.booking",
+            ),
         ),
         migrations.AddField(
-            model_name='seatevent',
-            name='booking',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='audit_events', to='booking.booking'),
+            model_name="seatevent",
+            name="booking",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="audit_events",
+                to="booking.booking",
+            ),
         ),
         migrations.AddIndex(
-            model_name='seat',
-            index=models.Index(condition=models.Q(('booking__isnull', False)), fields=['booking'], name='seat_booking_idx'),
+            model_name="seat",
+            index=models.Index(
+                condition=models.Q(("booking__isnull", False)), fields=["booking"], name="seat_booking_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='seatevent',
-            index=models.Index(condition=models.Q(('booking__isnull', False)), fields=['booking'], name='seatevent_booking_idx'),
+            model_name="seatevent",
+            index=models.Index(
+                condition=models.Q(("booking__isnull", False)), fields=["booking"], name="seatevent_booking_idx"
+            ),
         ),
         migrations.AddIndex(
-            model_name='booking',
-            index=models.Index(fields=['holder', '-created_at', '-id'], name='booking_holder_idx'),
+            model_name="booking",
+            index=models.Index(fields=["holder", "-created_at", "-id"], name="booking_holder_idx"),
         ),
         migrations.AddIndex(
-            model_name='booking',
-            index=models.Index(condition=models.Q(('order_id', ''), _negated=True), fields=['order_id'], name='booking_order_idx'),
+            model_name="booking",
+            index=models.Index(
+                condition=models.Q(("order_id", ""), _negated=True), fields=["order_id"], name="booking_order_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='booking',
-            constraint=models.CheckConstraint(condition=models.Q(('reference__regex', '^[0-9A-HJKMNP-TV-Z]{8}$')), name='booking_reference_shape'),
+            model_name="booking",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("reference__regex", "^[0-9A-HJKMNP-TV-Z]{8}$")), name="booking_reference_shape"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='booking',
-            constraint=models.CheckConstraint(condition=models.Q(('holder', ''), _negated=True), name='booking_has_holder'),
+            model_name="booking",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("holder", ""), _negated=True), name="booking_has_holder"
+            ),
         ),
     ]

@@ -6,7 +6,14 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.AddConstraint(
-            model_name='seat',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('booking__isnull', False), ('status', 'booked')), models.Q(models.Q(('status', 'booked'), _negated=True), ('booking__isnull', True)), _connector='OR'), name='seat_booked_has_booking'),
+            model_name="seat",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("booking__isnull", False), ("status", "booked")),
+                    models.Q(models.Q(("status", "booked"), _negated=True), ("booking__isnull", True)),
+                    _connector="OR",
+                ),
+                name="seat_booked_has_booking",
+            ),
         ),
     ]

@@ -7,32 +7,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('booking', '0007_seat_booked_has_booking'),
+        ("booking", "0007_seat_booked_has_booking"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyKey',
+            name="IdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('path', models.CharField(max_length=200)),
-                ('key', models.CharField(max_length=255)),
-                ('fingerprint', models.CharField(help_text='SHA-256 of the request body.', max_length=64)),
-                ('state', models.CharField(choices=[('running', 'running'), ('done', 'done')], max_length=10)),
-                ('claim', models.CharField(max_length=32)),
-                ('lease_expires_at', models.DateTimeField()),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('body', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('expires_at', models.DateTimeField(help_text='Kept until then (BOOKING_IDEMPOTENCY_SECONDS), then purged.')),
-                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("path", models.CharField(max_length=200)),
+                ("key", models.CharField(max_length=255)),
+                ("fingerprint", models.CharField(help_text="SHA-256 of the request body.", max_length=64)),
+                ("state", models.CharField(choices=[("running", "running"), ("done", "done")], max_length=10)),
+                ("claim", models.CharField(max_length=32)),
+                ("lease_expires_at", models.DateTimeField()),
+                ("status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("body", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "expires_at",
+                    models.DateTimeField(help_text="Kept until then (BOOKING_IDEMPOTENCY_SECONDS), then purged."),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['expires_at'], name='idempotency_expiry_idx')],
-                'constraints': [models.UniqueConstraint(fields=('user', 'path', 'key'), name='idempotency_key_unique'), models.CheckConstraint(condition=models.Q(models.Q(('state', 'done'), _negated=True), ('status_code__isnull', False), _connector='OR'), name='idempotency_done_has_answer')],
+                "indexes": [models.Index(fields=["expires_at"], name="idempotency_expiry_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "path", "key"), name="idempotency_key_unique"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("state", "done"), _negated=True), ("status_code__isnull", False), _connector="OR"
+                        ),
+                        name="idempotency_done_has_answer",
+                    ),
+                ],
             },
         ),
     ]

@@ -249,7 +249,10 @@ def webhook_deliver(delivery_id: int) -> str:
         )
     if not leased:
         return "not due"
-    delivery = WebhookDelivery.objects.select_related("endpoint", "message").get(pk=delivery_id)
+    delivery = WebhookDelivery.objects.select_related("endpoint", "message").filter(pk=delivery_id).first()
+    if delivery is None:  # its endpoint was deleted (the join finds none) since it was written
+        WebhookDelivery.objects.filter(pk=delivery_id).delete()
+        return "endpoint deleted"
     endpoint, message = delivery.endpoint, delivery.message
     if not endpoint.active:
         _finish(delivery, state=Delivery.FAILED, error=f"endpoint disabled: {endpoint.disabled_reason or 'inactive'}")
