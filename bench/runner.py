@@ -31,9 +31,7 @@ import os
 import platform
 import re
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,10 +44,10 @@ from django.core.management import call_command
 from django.db import connection
 
 from . import cpu, loadclient, pgbench, webhooks
+from .processes import REPO, Background
 
 NAME_PREFIX = "benchmark: "
 HOST = "127.0.0.1"
-REPO = Path(__file__).resolve().parent.parent
 CLIENT_PREFIX = "bench-client-"  # the load client's users; pgbench.SCRIPT's audit rows name them too
 
 #: The targets on a 2-core machine shared by server, database and load.
@@ -259,31 +257,17 @@ def production_env(port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
-class Server:
+class Server(Background):
     """The web server in a session (and process group) of its own: its CPU is its group's."""
 
     def __init__(self, command: str, env: dict[str, str], log_path: Path):
-        self.command, self.port, self.log_path = command, int(env["PORT"]), log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    @property
-    def pgid(self) -> int:
-        return self.popen.pid  # start_new_session: the leader of its own group
+        super().__init__("server", ["bash", "-c", f"exec {command}"], env, log_path)
+        self.command, self.port = command, int(env["PORT"])
 
     def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"server exited ({self.popen.returncode}):\n{self.log_path.read_text()[-3000:]}")
+            self.check_alive()
             try:
                 status, *_ = loadclient.get(HOST, self.port, "/api/health")
                 if status == 200:
@@ -292,17 +276,7 @@ class Server:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"server not healthy within {timeout}s:\n{self.log_path.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=5)
-        self._log.close()
+        raise RuntimeError(f"server not healthy within {timeout}s:\n{self.log_tail()}")
 
 
 def start_server(command: str, env: dict[str, str], log_path: Path) -> Server:
