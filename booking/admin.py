@@ -378,6 +378,20 @@ class SeatAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else self.fieldsets
 
+    # A seat added or deleted here changes its event's seat map (and so its ETag).
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.seat_maps_changed(event_ids=[obj.event_id])
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        services.seat_maps_changed(event_ids=[obj.event_id])
+
+    def delete_queryset(self, request, queryset):
+        event_ids = list(queryset.values_list("event_id", flat=True).distinct())
+        super().delete_queryset(request, queryset)
+        services.seat_maps_changed(event_ids=event_ids)
+
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else ()  # a new seat has no history
 
@@ -1681,16 +1695,21 @@ class BoxOfficeUserAdmin(UserAdmin):
 
     @admin.action(description="Issue a new API token (the old one stops working)", permissions=["change"])
     def issue_api_token(self, request, queryset):
+        """The new keys are shown on the page that answers this POST, as a webhook's secret is:
+        a message would carry them in the messages cookie (signed, not encrypted)."""
         issued = []
         with transaction.atomic():
             for user in queryset.order_by("username"):
                 Token.objects.filter(user=user).delete()
-                issued.append((user.get_username(), Token.objects.create(user=user).key))
-        self.message_user(
-            request,
-            format_html(
-                "New API tokens (hand them over now): {}",
-                format_html_join(", ", "{}: <code>{}</code>", issued),
-            ),
-            messages.SUCCESS,
-        )
+                issued.append({"user": user, "key": Token.objects.create(user=user).key})
+                self.log_change(request, user, "Issued a new API token.")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New API token" if len(issued) == 1 else "New API tokens",
+            "opts": self.opts,
+            "rows": issued,
+            "changelist_url": reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"),
+        }
+        response = TemplateResponse(request, "admin/auth/user/api_tokens.html", context)
+        add_never_cache_headers(response)
+        return response

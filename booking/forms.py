@@ -3,6 +3,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from .holders import HOLDER_MAX_LENGTH, validate_holder
 from .models import Event
 from .seating import MAX_SEATS_PER_ROW, parse_row_range, seat_label
 
@@ -121,12 +122,8 @@ class EventAddForm(SeatingBlockFields, forms.ModelForm):
 class HolderForm(forms.Form):
     holder = forms.CharField(
         label="Holder",
-        max_length=150,
+        max_length=HOLDER_MAX_LENGTH,
+        validators=[validate_holder],
         help_text="Who the seats are booked for: the holder id the API knows (a username or userId).",
+        error_messages={"required": "Give the holder's name."},
     )
-
-    def clean_holder(self) -> str:
-        holder = self.cleaned_data["holder"].strip()
-        if not holder:
-            raise ValidationError("Give the holder's name.")
-        return holder

@@ -7,17 +7,28 @@ so the page holds no rule of its own.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.urls import path
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.generic import RedirectView
 
 from . import converters  # noqa: F401  (registers the <id:...> converter)
 from .selectors import event_detail, event_list
 
 
+def _for_page(event: dict[str, Any]) -> dict[str, Any]:
+    """The API's event with its start as a datetime, for the templates' ``date`` filter (which
+    shows it in the venue's time zone, settings.TIME_ZONE)."""
+    return {**event, "starts_at": parse_datetime(event["startsAt"])}
+
+
 def index(request: HttpRequest) -> HttpResponse:
-    return render(request, "booking/index.html", {"events": event_list()})
+    return render(request, "booking/index.html", {"events": [_for_page(event) for event in event_list()]})
 
 
 @ensure_csrf_cookie  # the script sends the cookie's token with every write
@@ -32,10 +43,20 @@ def seat_map(request: HttpRequest, event_id: int) -> HttpResponse:
         "api": "/api",
         "user": user.get_username() if user.is_authenticated else None,
     }
-    return render(request, "booking/seat_map.html", {"event": event, "config": config})
+    return render(request, "booking/seat_map.html", {"event": _for_page(event), "config": config})
+
+
+class FaviconView(RedirectView):
+    """Browsers ask for /favicon.ico wherever a page names no icon (the admin's, the API docs')."""
+
+    permanent = False  # the static file's address may change; a 301 would be kept for good
+
+    def get_redirect_url(self, *args, **kwargs) -> str:
+        return static("booking/favicon.svg")
 
 
 urlpatterns = [
     path("", index, name="index"),
     path("events/<id:event_id>/", seat_map, name="seat-map"),
+    path("favicon.ico", FaviconView.as_view(), name="favicon"),
 ]

@@ -193,7 +193,7 @@ def test_release_holds_changes_only_live_holds_and_audits_them(
     staff_client, staff, event, alice, bob, django_capture_on_commit_callbacks, monkeypatch
 ):
     pushed = []
-    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats: pushed.extend(seats))
+    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats, **kwargs: pushed.extend(seats))
     held, free, booked, expired = (seat(event, label) for label in ("A1", "A2", "A3", "A4"))
     lock_via_api(alice, held)
     services.seats_admin_book(seat_ids=[booked.pk], holder="bob")
@@ -559,12 +559,36 @@ def test_user_page_shows_the_token_and_a_new_one_can_be_issued(admin_client, mak
     assert "booking | seat | Can hold, book and release seats for any holder" in page.text
 
     response = admin_client.post(
-        "/admin/auth/user/", {"action": "issue_api_token", "_selected_action": [fan.pk], "index": 0}, follow=True
+        "/admin/auth/user/", {"action": "issue_api_token", "_selected_action": [fan.pk], "index": 0}
     )
     new_key = Token.objects.get(user=fan).key
-    assert new_key != old_key and new_key in " ".join(messages_of(response))
+    assert response.status_code == 200 and new_key != old_key
+    assert f'<code class="api-token" style="font-size:1.1em;user-select:all">{new_key}</code>' in response.text
     anonymous.credentials(HTTP_AUTHORIZATION=f"Token {old_key}")
     assert anonymous.post("/api/lock", {"seatId": 1}, format="json").status_code == 401
+
+
+def test_a_new_api_token_travels_in_no_cookie_and_no_session(admin_client, make_user):
+    """It was in a success message: the messages framework kept it in its cookie (signed, readable)."""
+    from django.contrib.messages.storage.cookie import CookieStorage
+    from django.http import HttpRequest
+
+    fans = [make_user("fan"), make_user("fan2")]
+    response = admin_client.post(
+        "/admin/auth/user/", {"action": "issue_api_token", "_selected_action": [f.pk for f in fans], "index": 0}
+    )
+    keys = list(Token.objects.filter(user__in=fans).values_list("key", flat=True))
+    later = admin_client.get("/admin/auth/user/")  # where a message would have been shown
+    for answer in (response, later):
+        for name, cookie in answer.cookies.items():
+            decoded = CookieStorage(HttpRequest())._decode(cookie.value) if name == "messages" else None
+            shown = cookie.value + " ".join(str(m) for m in decoded or [])
+            assert not any(key in shown for key in keys), f"a new token in the {name} cookie"
+    assert not any(key in later.text for key in keys)
+    # Shown once, on the answer to the action, never cached.
+    assert len(keys) == 2 and all(key in response.text for key in keys)
+    assert "no-store" in response["Cache-Control"]
+    assert not any(key in str(value) for key in keys for value in admin_client.session.values())
 
 
 def test_tokens_have_their_own_admin(admin_client, make_user):

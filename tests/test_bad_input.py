@@ -108,3 +108,36 @@ def test_a_body_in_another_charset_is_parsed_in_that_charset(alice, seat_ids):
     body = f'{{"seatId": {seat_ids[0]}, "userId": "alice"}}'.encode("utf-16")
     response = alice.post("/api/lock", body, content_type="application/json; charset=utf-16")
     assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("charset", ["latin-1", "utf-16", "ascii", "cp1252", "utf-8", "UTF8"])
+def test_deep_nesting_in_any_charset_is_400_invalid_never_500(alice, seat_ids, charset):
+    """Outside UTF-8 the body went to the json module, which recursed into a RecursionError (500)."""
+    body = ("[" * 100_000 + "]" * 100_000).encode(charset.replace("UTF8", "utf-8"))
+    response = alice.post("/api/lock", body, content_type=f"application/json; charset={charset}")
+    assert_error(response, 400, "invalid")
+
+
+@pytest.mark.parametrize(
+    ("charset", "raw"),
+    [("rot13", b'{"seatId": 1}'), ("ascii", b'{"seatId": 1, "x": "\xe9"}'), ("utf-16", b'{"seatId": 1}')],
+    ids=["not-a-text-encoding", "undecodable", "odd-length-utf16"],
+)
+def test_a_body_that_its_charset_cannot_decode_is_400_invalid(alice, seat_ids, charset, raw):
+    response = alice.post("/api/lock", raw, content_type=f"application/json; charset={charset}")
+    assert_error(response, 400, "invalid")
+    assert not SeatEvent.objects.exists()
+
+
+def test_an_unknown_charset_is_read_as_utf8(alice, seat_ids):
+    """Django ignores a charset it does not know (the request's encoding stays the default)."""
+    body = f'{{"seatId": {seat_ids[0]}}}'.encode()
+    response = alice.post("/api/lock", body, content_type="application/json; charset=no-such-charset")
+    assert response.status_code == 200, response.content
+
+
+def test_a_latin1_body_is_parsed_as_latin1(box_office, seat_ids):
+    body = f'{{"seatId": {seat_ids[0]}, "userId": "Zoë"}}'.encode("latin-1")
+    response = box_office.post("/api/lock", body, content_type="application/json; charset=latin-1")
+    assert response.status_code == 200, response.content
+    assert response.json()["holder"] == "Zoë"

@@ -47,12 +47,64 @@ def test_create_event_double_letter_rows_and_one_row():
         ["--seats-per-row", "0"],
         ["--hold-seconds", "0"],
         ["--starts-at", "tomorrow"],
+        ["--starts-at", "2027-13-45T20:00"],  # was a ValueError's traceback
+        ["--starts-at", "9999-12-31T23:59:59-05:00"],  # after the last day in UTC: an OverflowError
+        ["--starts-at", "0001-01-01T00:00:00+05:00"],
     ],
 )
 def test_create_event_rejects_bad_arguments(args):
     with pytest.raises(CommandError):
         run("create_event", "Bad", *args)
     assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "said"),
+    [
+        ("N" * 201, [], "name: Ensure this value has at most 200 characters (it has 201)."),
+        ("N" * 300, ["--rows", "A"], "name: Ensure this value has at most 200 characters (it has 300)."),
+        ("", [], "name: This field cannot be blank."),
+    ],
+)
+def test_create_event_explains_what_the_model_refuses(name, args, said):
+    """A name too long was a DataError's traceback on PostgreSQL and was kept whole on SQLite."""
+    with pytest.raises(CommandError) as refused:
+        run("create_event", name, *args)
+    assert said in str(refused.value)
+    assert not Event.objects.exists()
+
+
+@pytest.mark.postgres  # SQLite's integers have no 32-bit ceiling: there the hold is kept
+def test_create_event_explains_a_hold_beyond_the_column():
+    with pytest.raises(CommandError) as refused:
+        run("create_event", "Big hold", "--hold-seconds", str(2**31))
+    assert "hold seconds: Ensure this value is less than or equal to 2147483647." in str(refused.value)
+    assert not Event.objects.exists()
+
+
+def test_create_event_keeps_a_name_of_200_characters():
+    event = Event.objects.get(pk=int(run("create_event", "N" * 200)))
+    assert event.name == "N" * 200
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["u" * 151], "Ensure this value has at most 150 characters"),
+        (["two words"], "Enter a valid username"),
+        (["line\nbreak"], "Enter a valid username"),
+        ([""], "This field cannot be blank."),
+        (["dora", "--password", "short"], "--password: This password is too short."),
+        (["dorothea", "--password", "dorothea1"], "--password: The password is too similar to the username."),
+    ],
+)
+def test_create_api_user_explains_a_bad_username_or_password(args, said):
+    from django.contrib.auth import get_user_model
+
+    with pytest.raises(CommandError) as refused:
+        run("create_api_user", *args)
+    assert said in str(refused.value)
+    assert not get_user_model().objects.exists()
 
 
 def test_create_api_user_prints_the_same_token_again():

@@ -1,8 +1,8 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from .. import converters  # noqa: F401  (registers the <id:...> converter)
 from . import views
+from .docs import DocsView, SchemaView
 from .exceptions import not_found_json
 
 # The writes first: under load nearly every request is one of them.
@@ -20,8 +20,8 @@ urlpatterns = [
     re_path(r"^bookings/(?P<reference>[^/]{1,40})$", views.BookingDetailView.as_view(), name="booking-detail"),
     re_path(r"^bookings/(?P<reference>[^/]{1,40})/cancel$", views.BookingCancelView.as_view(), name="booking-cancel"),
     path("health", views.HealthView.as_view(), name="health"),
-    path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("schema", SchemaView.as_view(), name="schema"),
+    path("docs", DocsView.as_view(url_name="schema"), name="docs"),
     # Anything else under /api/ is a JSON 404, in DEBUG too.
     re_path(r"^.*$", not_found_json),
 ]

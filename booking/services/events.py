@@ -6,26 +6,51 @@ event and its block in one), so they are not durable.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from ..errors import InvalidRequest
 from ..models import Event, Seat
 from ..seating import seat_label
+from .pipeline import note_seat_map_changes
 
 
 def event_create_with_seats(
     *, name: str, starts_at: datetime, rows: Sequence[str], seats_per_row: int, hold_seconds: int | None = None
 ) -> Event:
     """Create an event and its block of seats (``rows`` × 1..``seats_per_row``), all or nothing."""
+    event = Event(name=name, starts_at=starts_at, **({"hold_seconds": hold_seconds} if hold_seconds else {}))
+    try:
+        # The model's own rules (the admin's form applies them too): a name too long was a
+        # database error on PostgreSQL and kept whole on SQLite.
+        event.full_clean()
+    except ValidationError as exc:
+        raise InvalidRequest(_describe(exc)) from exc
     with transaction.atomic():
-        event = Event.objects.create(
-            name=name, starts_at=starts_at, **({"hold_seconds": hold_seconds} if hold_seconds else {})
-        )
+        event.save()
         seats_add_block(event=event, rows=rows, seats_per_row=seats_per_row)
     return event
+
+
+def _describe(error: ValidationError) -> str:
+    """``name: Ensure this value has at most 200 characters (it has 300).`` and so on."""
+    if not hasattr(error, "error_dict"):
+        return " ".join(error.messages)
+    return " ".join(
+        message if field == "__all__" else f"{field.replace('_', ' ')}: {message}"
+        for field, messages in error.message_dict.items()
+        for message in messages
+    )
+
+
+def seat_maps_changed(*, event_ids: Iterable[int]) -> None:
+    """Seats of these events were added or deleted outside the seat writes (the admin's forms):
+    their seat maps' ETags change with this transaction."""
+    with transaction.atomic():
+        note_seat_map_changes([(event_id, 0) for event_id in set(event_ids)])
 
 
 def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, first_number: int = 1) -> int:
@@ -37,6 +62,7 @@ def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, fi
                 (Seat(event=event, label=seat_label(row, number), row=row, number=number) for row, number in labels),
                 batch_size=2000,
             )
+            note_seat_map_changes([(event.pk, 0)])
     except IntegrityError as exc:
         raise InvalidRequest("Some of these seats already exist for this event.") from exc
     return len(labels)

@@ -1,8 +1,11 @@
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Permission
-from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import models, transaction
 from rest_framework.authtoken.models import Token
+
+from booking.holders import validate_holder
 
 #: What the box office needs in the admin (booking app, codenames): events and seats to see,
 #: add (an event, a seating block) and change; bookings and the audit trail to read (nobody
@@ -35,8 +38,34 @@ class Command(BaseCommand):
         parser.add_argument("--password", default=None, help="Set a password (for the seat-map page and admin).")
 
     def handle(self, *args, username, staff, hold_for_others, password, **options):
+        validate_username(username)
+        if password is not None:
+            validate_new_password(password, username)
         token_key = ensure_api_user(username, staff=staff, hold_for_others=hold_for_others, password=password)
         self.stdout.write(token_key)
+
+
+def validate_username(username: str) -> None:
+    """The user model's own rules (length, characters) and a holder's: CommandError if broken.
+
+    get_or_create runs no validator: without this a name too long was a database error
+    (PostgreSQL) or stored as given (SQLite)."""
+    User = get_user_model()
+    field = User._meta.get_field(User.USERNAME_FIELD)
+    assert isinstance(field, models.Field)
+    try:
+        field.clean(username, None)
+        validate_holder(username)
+    except ValidationError as exc:
+        raise CommandError(f"Username {username!r}: {' '.join(exc.messages)}") from exc
+
+
+def validate_new_password(password: str, username: str) -> None:
+    """AUTH_PASSWORD_VALIDATORS, as createsuperuser and the admin's password form apply them."""
+    try:
+        password_validation.validate_password(password, get_user_model()(username=username))
+    except ValidationError as exc:
+        raise CommandError(f"--password: {' '.join(exc.messages)}") from exc
 
 
 def ensure_api_user(

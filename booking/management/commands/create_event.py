@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -44,9 +44,14 @@ class Command(BaseCommand):
 def _parse_starts_at(text: str | None) -> datetime:
     if text is None:
         return timezone.now() + timedelta(days=7)
-    value = parse_datetime(text)
+    try:
+        value = parse_datetime(text)  # None when not of the form; ValueError for a 13th month
+        if value is not None:
+            if timezone.is_naive(value):
+                value = timezone.make_aware(value)
+            value.astimezone(UTC)  # the database keeps UTC: the first and the last day may not fit
+    except (ValueError, OverflowError) as exc:
+        raise CommandError(f"--starts-at '{text}' is not a date-time that can be kept: {exc}.") from exc
     if value is None:
         raise CommandError(f"--starts-at '{text}' is not an ISO 8601 date-time.")
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value)
     return value

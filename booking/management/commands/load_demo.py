@@ -14,7 +14,9 @@ from booking.services import event_create_with_seats
 DEMO_EVENT_NAME = "Demo concert"
 DEMO_ROWS = [chr(ord("A") + i) for i in range(10)]  # A-J
 DEMO_SEATS_PER_ROW = 12
-#: (username, password, may hold for others)
+#: (username, password, may hold for others and sign in to the admin). The box office is staff
+#: with create_api_user --staff's rights (not a superuser): it runs the admin's seat, booking
+#: and event pages and their actions, and sees the audit trail.
 DEMO_USERS = [
     ("alice", "demo-alice", False),
     ("bob", "demo-bob", False),
@@ -25,7 +27,8 @@ DEMO_USERS = [
 class Command(BaseCommand):
     help = (
         "Load the demo: an event of 10 rows x 12 seats and the users alice, bob and boxoffice "
-        "(who may hold for others), and print their passwords and API tokens. Safe to run again."
+        "(who may hold for others and sign in to the admin), and print their passwords and API tokens. "
+        "Safe to run again."
     )
 
     def handle(self, *args, **options):
@@ -40,9 +43,12 @@ class Command(BaseCommand):
             )
             tokens = {
                 username: ensure_api_user(
-                    username, hold_for_others=for_others, password=_password_unless_set(username, password)
+                    username,
+                    hold_for_others=box_office,
+                    staff=box_office,
+                    password=_password_unless_set(username, password),
                 )
-                for username, password, for_others in DEMO_USERS
+                for username, password, box_office in DEMO_USERS
             }
         port = os.environ.get("PORT", "8000")
         self.stdout.write(
@@ -51,8 +57,10 @@ class Command(BaseCommand):
             f"seat map: http://127.0.0.1:{port}/events/{event.pk}/"
         )
         self.stdout.write("Demo users (username, password, API token):")
-        for username, password, for_others in DEMO_USERS:
-            note = "  (may hold for others)" if for_others else ""
+        for username, password, box_office in DEMO_USERS:
+            note = (
+                f"  (may hold for others; signs in to the admin: http://127.0.0.1:{port}/admin/)" if box_office else ""
+            )
             self.stdout.write(f"  {username:<10} {password:<15} {tokens[username]}{note}")
         first_seat = event.seats.order_by("pk").values_list("pk", flat=True).first()
         body = json.dumps({"seatId": first_seat})
