@@ -72,6 +72,15 @@ def fresh_webhook_endpoints():
 
 
 @pytest.fixture(autouse=True)
+def closed_breakers():
+    """Each test starts with every dependency's breaker closed (booking/dependencies.py: per process)."""
+    from booking.dependencies import BREAKERS
+
+    for breaker in BREAKERS.values():
+        breaker.reset()
+
+
+@pytest.fixture(autouse=True)
 def fresh_token_cache():
     """Each test starts with no API token's user kept (booking/api/authentication.py)."""
     from booking.api.authentication import token_cache

@@ -18,6 +18,11 @@ request is counted with ``incr``.
 
 A fixed window lets a client send up to twice its rate across the boundary
 of two windows.
+
+A cache that is down or does not answer lets requests through (fail open),
+after at most the dependency timeouts (settings DEPENDENCY_*), once per
+DEPENDENCY_RETRY_SECONDS per process: the other requests meanwhile skip the
+cache at once (booking/dependencies.py).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache import cache as default_cache
 from django.core.cache.backends.redis import RedisCache
 from rest_framework import throttling
+
+from ..dependencies import REDIS_ERRORS
 
 #: The share of a limit a process reserves from Redis at once.
 RESERVE_SHARE = 0.01
@@ -51,10 +58,14 @@ class _Reservations:
             return True
 
     def keep(self, key: str, window: int, left: int) -> None:
+        """Add ``left`` requests to the key's reservation: threads that reserved at the same
+        time each add their own chunk (one overwriting another's lost it: a client was
+        refused with part of its limit unused)."""
         with self._lock:
             if len(self._left) >= MAX_RESERVATIONS:
                 self._left = {k: v for k, v in self._left.items() if v[0] >= window}
-            self._left[key] = (window, left)
+            _, kept = self._left.get(key, (window, 0))
+            self._left[key] = (window, kept + left)
 
     def clear(self) -> None:
         with self._lock:
@@ -88,10 +99,16 @@ def _allow(cache, key: str, window: int, seconds: int, limit: int) -> bool:
         return True
     chunk = max(1, int(limit * RESERVE_SHARE))
     full_key = cache.make_and_validate_key(key)
-    pipe = _redis_client(cache, full_key).pipeline(transaction=False)
-    pipe.set(full_key, 0, ex=seconds, nx=True)
-    pipe.incrby(full_key, chunk)
-    reserved_up_to = pipe.execute()[1]
+    try:
+        pipe = _redis_client(cache, full_key).pipeline(transaction=False)
+        pipe.set(full_key, 0, ex=seconds, nx=True)
+        pipe.incrby(full_key, chunk)
+        reserved_up_to = pipe.execute()[1]
+    except REDIS_ERRORS:
+        # Fail open: the limits protect the service from one client, and a dead cache must not
+        # refuse everyone. The cache's breaker (booking/dependencies.py) counted and logged
+        # it, and skips Redis at once until its retry period is over.
+        return True
     usable = min(chunk, limit - (reserved_up_to - chunk))  # of the units (reserved_up_to - chunk, reserved_up_to]
     if usable <= 0:
         return False
