@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from .live import event_group_name
+from .metrics import LIVE_WATCHERS
 from .representations import iso
 from .selectors import event_seat_snapshot
 
@@ -32,6 +33,8 @@ class SeatMapConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     #: Seat id -> the newest version this client has; None until the snapshot is sent.
     versions: dict[int, int] | None = None
+    #: The event this client is counted as watching (booking_live_watchers), once it got its snapshot.
+    watching: str | None = None
 
     async def connect(self) -> None:
         event_id = self.scope["url_route"]["kwargs"]["event_id"]
@@ -48,9 +51,14 @@ class SeatMapConsumer(AsyncJsonWebsocketConsumer):
             return
         seats, now = snapshot
         self.versions = {seat["id"]: seat["version"] for seat in seats}
+        self.watching = str(event_id)
+        LIVE_WATCHERS.labels(self.watching).inc()
         await self.send_json({"type": "snapshot", "event": event_id, "now": iso(now), "seats": seats})
 
     async def disconnect(self, code: int) -> None:
+        if self.watching is not None:
+            LIVE_WATCHERS.labels(self.watching).dec()
+            self.watching = None
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -31,12 +31,18 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+
+from . import dependencies
+from .metrics import PUSH_LAG_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +58,15 @@ def event_group_name(event_id: int) -> str:
     return f"event-{event_id}"
 
 
-def publish_seat_changes(seats: Iterable[dict[str, Any]]) -> None:
+def publish_seat_changes(seats: Iterable[dict[str, Any]], *, changed_at: datetime | None = None) -> None:
     """Send each changed seat (its API payload) to the clients watching its event.
 
     One channel-layer message per event carries all its changed seats; the
     WebSocket consumer sends one ``{"type": "seat"}`` frame per seat.
+    ``changed_at``: the change's time on the database's clock (else now), from
+    which booking_live_push_lag_seconds counts.
     """
+    started = changed_at.timestamp() if changed_at is not None else time.time()
     by_event: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for seat in seats:
         by_event[seat["event"]].append(seat)
@@ -69,8 +78,16 @@ def publish_seat_changes(seats: Iterable[dict[str, Any]]) -> None:
     changes = [(event_group_name(event_id), event_seats) for event_id, event_seats in by_event.items()]
     if _server_event_loop() is not None:
         async_to_sync(_send)(layer, changes)
+        _observe_lag([started])
     elif not isinstance(layer, InMemoryChannelLayer):
-        publisher.submit(layer, changes)
+        publisher.submit(layer, changes, started)
+
+
+def _observe_lag(starts: list[float]) -> None:
+    now = time.time()
+    for started in starts:
+        # Two clocks (the database's, this server's): a skew below zero counts as no lag.
+        PUSH_LAG_SECONDS.observe(max(0.0, now - started))
 
 
 def flush(timeout: float = FLUSH_SECONDS) -> bool:
@@ -82,11 +99,21 @@ Changes = list[tuple[str, list[dict[str, Any]]]]
 
 
 async def _send(layer, changes: Changes) -> None:
+    """Each group message waits at most the dependency timeout; none is tried while the channel
+    layer's breaker is open (booking/dependencies.py counts and logs the failures), so a layer
+    that is down or silent neither holds a request (daphne's threads wait for this) nor lets
+    the publisher's queue grow."""
+    breaker = dependencies.channel_layer
+    timeout = getattr(settings, "DEPENDENCY_TIMEOUT", dependencies.TIMEOUT)
     for group, seats in changes:
+        if not breaker.allow():
+            return  # best effort: the clients' next snapshot shows these seats
         try:
-            await layer.group_send(group, {"type": "seats.changed", "seats": seats})
-        except Exception:  # a lost push must never undo or fail a committed booking
-            logger.exception("live push to %s failed", group)
+            await asyncio.wait_for(layer.group_send(group, {"type": "seats.changed", "seats": seats}), timeout)
+        except Exception as error:  # a lost push must never undo or fail a committed booking
+            breaker.failed(error)
+            return
+        breaker.succeeded()
 
 
 def _server_event_loop() -> asyncio.AbstractEventLoop | None:
@@ -120,9 +147,9 @@ class Publisher:
         self._awake = False
         self._sending = False
 
-    def submit(self, layer, changes: Changes) -> None:
+    def submit(self, layer, changes: Changes, started: float | None = None) -> None:
         loop = self._running_loop()
-        self._queue.append((layer, changes))
+        self._queue.append((layer, changes, time.time() if started is None else started))
         if not self._awake:
             self._awake = True
             loop.call_soon_threadsafe(self._start_round)
@@ -155,14 +182,17 @@ class Publisher:
                 # below or sees the flag down and wakes the thread again.
                 self._awake = False
                 pending: dict[tuple[Any, str], list[dict[str, Any]]] = {}
+                starts: list[float] = []
                 while self._queue:
-                    layer, changes = self._queue.popleft()
+                    layer, changes, started = self._queue.popleft()
+                    starts.append(started)
                     for group, seats in changes:
                         pending.setdefault((layer, group), []).extend(seats)
                 if not pending:
                     return
                 for (layer, group), seats in pending.items():
                     await _send(layer, [(group, seats)])
+                _observe_lag(starts)
         finally:
             self._sending = False
 

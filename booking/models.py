@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Now
+from django.utils import timezone
 
 
 def default_hold_seconds() -> int:
@@ -26,7 +27,7 @@ class Event(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.starts_at:%Y-%m-%d %H:%M})"
+        return f"{self.name} ({timezone.localtime(self.starts_at):%Y-%m-%d %H:%M})"  # the venue's time
 
 
 class SeatStatus(models.TextChoices):
@@ -169,6 +170,32 @@ class Seat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.event_id})"
+
+
+class SeatMapVersion(models.Model):
+    """A per-event change counter of the seat map, in a few shards: the seat map's ETag.
+
+    Every seat write adds one to one shard of its event, in its own transaction
+    (booking/services/pipeline.py), so the sum over the shards changes with every
+    committed change. Not a column of Event, and no foreign key: a sale's writers
+    would all queue on that one event row (and behind anyone holding it); here
+    only writers whose shard is the same take turns, for the instant before commit.
+    """
+
+    #: Shards per event: a write's is its lowest seat id modulo this.
+    SHARDS = 16
+
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="seat_map_versions", db_index=False, db_constraint=False
+    )
+    shard = models.PositiveSmallIntegerField()
+    version = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["event", "shard"], name="seatmapversion_unique_shard")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id}/{self.shard}: {self.version}"
 
 
 class SeatAction(models.TextChoices):

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import Now
+from django.db import transaction
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce, Now
 
 from .models import (
     CANCEL_ACTIONS,
@@ -22,7 +23,9 @@ from .models import (
     Event,
     Seat,
     SeatEvent,
+    SeatMapVersion,
     SeatQuerySet,
+    WebhookDelivery,
     hold_is_live,
     is_available_now,
     is_booked,
@@ -60,6 +63,49 @@ def event_seat_snapshot(*, event_id: int) -> tuple[list[dict[str, Any]], datetim
         return seat_payloads(row[:-1] for row in rows), rows[0][-1]
     event = Event.objects.filter(pk=event_id).values(db_now=Now()).first()
     return ([], event["db_now"]) if event else None
+
+
+def _per_event(queryset: QuerySet, aggregate: Any) -> Subquery:
+    """``aggregate`` over the event's rows of ``queryset``, as a subquery of an event row."""
+    rows = queryset.filter(event_id=OuterRef("pk")).order_by().values("event_id")
+    return Subquery(rows.annotate(value=aggregate).values("value")[:1])
+
+
+# Built once per process and cloned per request: resolving the subqueries' annotations
+# costs more than compiling them (as for booking/services/pipeline.py's row locks).
+_SEAT_MAP_STATE = (
+    Event.objects.order_by()
+    .values_list("created_at")
+    .annotate(
+        version=Coalesce(_per_event(SeatMapVersion.objects.all(), Sum("version")), 0),
+        expired=Coalesce(_per_event(Seat.objects.expired_holds(), Count("pk")), 0),
+    )
+)
+
+
+def event_seat_map_state(*, event_id: int) -> tuple[int, int, datetime] | None:
+    """What the seat map's ETag is made of, in one indexed query, or None for an unknown event:
+    the seat map's change counter (the sum of its shards), how many holds have run out on the
+    database's clock that no write has recorded yet (each turns a seat available to readers
+    without a write), and when the event was created (so a database made anew never reuses
+    an old tag)."""
+    row = _SEAT_MAP_STATE.filter(pk=event_id).first()
+    if row is None:
+        return None
+    created_at, version, expired = row
+    return version, expired, created_at
+
+
+def backlog_counts(*, timeout_ms: int) -> tuple[int, int]:
+    """For a metrics scrape: the expired holds not released yet, and the webhook deliveries
+    due now; each statement bounded by ``timeout_ms`` on PostgreSQL."""
+    from .services.sql import set_statement_timeout
+
+    with transaction.atomic():
+        set_statement_timeout(timeout_ms)
+        expired = Seat.objects.expired_holds().count()
+        due = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING, next_attempt_at__lte=Now()).count()
+    return expired, due
 
 
 def event_status_counts(prefix: str = "seats__") -> dict[str, Count]:

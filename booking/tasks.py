@@ -6,6 +6,7 @@ from celery import shared_task
 
 from . import conf
 from .errors import Busy
+from .metrics import SWEEP_SECONDS
 from .services import holds_release_expired
 from .services.idempotency import idempotency_keys_purge
 from .services.webhooks import webhook_deliver, webhook_messages_purge, webhooks_deliver_due
@@ -17,7 +18,8 @@ logger = logging.getLogger("booking.expiry")
 def release_expired_holds() -> int:
     """Beat's sweep: free every expired hold. Idempotent, so a late or doubled run does no harm."""
     try:
-        return holds_release_expired(workers=conf.sweep_workers())
+        with SWEEP_SECONDS.time():
+            return holds_release_expired(workers=conf.sweep_workers())
     except Busy:
         logger.warning("expiry sweep skipped: database busy; the next sweep retries")
         return 0

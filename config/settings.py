@@ -32,6 +32,8 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-change-me-in-production-0123456789"
 ALLOWED_HOSTS = env("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A failed CSRF check: JSON in the API's shape under /api/, Django's page elsewhere.
+CSRF_FAILURE_VIEW = "booking.error_views.csrf_failure"
 
 # --- Production security (DEBUG=false) ------------------------------------------
 # The app servers sit behind a load balancer that terminates TLS and sets
@@ -42,7 +44,7 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     # The load balancer's health check may come in plain HTTP.
-    SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
+    SECURE_REDIRECT_EXEMPT = [r"^api/health$", r"^metrics$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
@@ -102,6 +104,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Requests by view and status, and their latency (django-prometheus), around everything else.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -110,6 +114,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # A view's database error (a dropped connection): 503 for the pages and the admin, not 500.
+    "booking.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -172,6 +179,11 @@ else:
         # A connection that died meanwhile fails one request (503 busy) and is then replaced.
         _db["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)
 
+# Off by default: django-prometheus' engine of the same database counts queries, errors and
+# connections and times every statement (one more timer per statement of every request).
+if env.bool("METRICS_DATABASE", default=False):
+    _db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -180,7 +192,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The venue's time zone: the pages show the events' dates in it (the API always speaks UTC).
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
@@ -197,9 +210,31 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
+# --- Metrics (/metrics, booking/monitoring.py; docs/operations.md) ----------------
+# Let in: a bearer token (when set), or a connection from these networks (REMOTE_ADDR).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+# django-prometheus' request latency buckets, from 1 ms (a booking takes a few).
+PROMETHEUS_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
+# How long a rendered seat map is kept (booking/api/seat_map.py); it is used only while its ETag is current.
+BOOKING_SEAT_MAP_CACHE_SECONDS = env.float("BOOKING_SEAT_MAP_CACHE_SECONDS", default=60.0)
+
 # --- Cache: throttling counters; share one across servers (CACHE_URL=redis://…) --
 REDIS_URL = env.str("REDIS_URL", default="")
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# --- Dependencies that may fail: bounded waits (booking/dependencies.py, docs/operations.md) --
+# Every call to the cache, the channel layer and the broker waits at most these many seconds
+# to connect and for a reply; after a failure the dependency is skipped for
+# DEPENDENCY_RETRY_SECONDS (per process), and the feature that needs it degrades.
+DEPENDENCY_CONNECT_TIMEOUT = env.float("DEPENDENCY_CONNECT_TIMEOUT", default=0.2)
+DEPENDENCY_TIMEOUT = env.float("DEPENDENCY_TIMEOUT", default=0.3)
+DEPENDENCY_RETRY_SECONDS = env.float("DEPENDENCY_RETRY_SECONDS", default=5.0)
+_redis_timeouts = {"socket_connect_timeout": DEPENDENCY_CONNECT_TIMEOUT, "socket_timeout": DEPENDENCY_TIMEOUT}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    from booking.dependencies import CacheConnection
+
+    CACHES["default"].setdefault("OPTIONS", {}).update(_redis_timeouts, connection_class=CacheConnection)
 
 # --- Channel layer: live seat updates (booking/live.py, booking/consumers.py) ---
 # In memory by default: it reaches only the clients of this one process, which
@@ -214,7 +249,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # A connect timeout only: a consumer's receive blocks on Redis for seconds by design;
+                # the publisher bounds each send itself (booking/live.py).
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": DEPENDENCY_CONNECT_TIMEOUT}],
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="booking"),
                 "capacity": 1000,
                 "expiry": 30,
@@ -245,6 +282,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "booking.api.exceptions.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # How many proxies in front set X-Forwarded-For (the load balancer: 1). 0: the header is
+    # ignored and a caller is its connection's address (REMOTE_ADDR); otherwise DRF takes the
+    # address that many hops from the right, which a client cannot forge.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
 SPECTACULAR_SETTINGS = {
@@ -279,6 +320,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "polling_interval": 0.5,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A web request's send to a broker that is down or silent waits at most the dependency
+# timeouts, once (no publish retries): the webhook's delivery row is committed and beat's
+# deliver-due task sends it later (booking/services/webhooks.py).
+CELERY_BROKER_CONNECTION_TIMEOUT = DEPENDENCY_CONNECT_TIMEOUT
+CELERY_TASK_PUBLISH_RETRY = False
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {**_redis_timeouts, "max_retries": 0}
 CELERY_TASK_IGNORE_RESULT = True
 # Webhook attempts on a queue of their own, served by a worker of many threads (Procfile's
 # webhooks:): a slow receiver holds one thread for up to 15 s, never the expiry sweep.

@@ -119,7 +119,7 @@ def test_cancel_the_whole_booking(alice, bob, seat_ids, django_capture_on_commit
 
     booking = book(alice, seat_ids[:2])
     pushed = []
-    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats: pushed.extend(seats))
+    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats, **kwargs: pushed.extend(seats))
     with django_capture_on_commit_callbacks(execute=True):
         response = post(alice, f"/api/bookings/{booking['reference']}/cancel", {})
     assert response.status_code == 200, response.content

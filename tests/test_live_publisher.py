@@ -108,12 +108,13 @@ def test_a_failing_push_is_logged_and_never_raises_into_the_caller(redis_layer, 
     monkeypatch.setattr(redis_layer, "group_send", broken_group_send)
     live.publish_seat_changes([seat(1, 1)])
     assert live.flush(5)
-    assert "live push to event-7 failed" in caplog.text
+    # Counted and logged by the channel layer's breaker (booking/dependencies.py), which then skips it.
+    assert "channel_layer unavailable (ConnectionError: redis went away)" in caplog.text
 
 
 def test_an_in_memory_layer_without_a_loop_sends_nothing_and_starts_no_thread(monkeypatch):
     submitted = []
-    monkeypatch.setattr(live.publisher, "submit", lambda layer, changes: submitted.append(changes))
+    monkeypatch.setattr(live.publisher, "submit", lambda layer, changes, *started: submitted.append(changes))
     with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
         channel_layers.backends.clear()
         live.publish_seat_changes([seat(1, 1)])

@@ -27,7 +27,7 @@ def pushes(monkeypatch):
     """Each push, with whether a transaction was still open when it went out."""
     sent: list[tuple[list[int], bool]] = []
 
-    def record(seats):
+    def record(seats, **kwargs):
         sent.append(([seat["id"] for seat in seats], connection.in_atomic_block))
 
     monkeypatch.setattr(pipeline, "publish_seat_changes", record)

@@ -2,13 +2,17 @@
 
 from typing import Any, NamedTuple
 
+from django.conf import settings
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 
 from ..errors import BookingError, Busy
+from ..metrics import API_BUSY, API_CONFLICTS
 
 _DRF_CODES = (
     (exceptions.ParseError, "invalid"),
@@ -60,6 +64,13 @@ def describe_error(exc) -> ApiError | None:
         return ApiError(exc.status, error_body(exc.code, exc.detail, exc.seats), retry)
     if isinstance(exc, DatabaseError):  # the database is down or a lock wait ran out
         return describe_error(Busy())
+    if isinstance(exc, RequestDataTooBig):  # Django refused to read a body that large
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return ApiError(413, error_body("too_large", f"The request body is over {limit} bytes."), {})
+    if isinstance(exc, DisallowedHost):
+        return ApiError(400, error_body("invalid", "The Host header names no host this service answers to."), {})
+    if isinstance(exc, SuspiciousOperation):  # Django's name for a request it refuses to read
+        return ApiError(400, error_body("invalid", "The request is malformed."), {})
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -83,17 +94,32 @@ def describe_error(exc) -> ApiError | None:
     return ApiError(exc.status_code, error_body(code, detail), headers)
 
 
+def count_error(error: ApiError) -> None:
+    """The metrics of a refusal an operator watches in a rush: conflicts by code, and busy."""
+    if error.status == 409:
+        API_CONFLICTS.labels(error.body["code"]).inc()
+    elif error.status == 503:
+        API_BUSY.inc()
+
+
 def api_exception_handler(exc, context):
     error = describe_error(exc)
     if error is None:
         return None
+    count_error(error)
     return Response(error.body, status=error.status, headers=error.headers or None)
 
 
+def json_error(error: ApiError) -> JsonResponse:
+    """An error's answer outside DRF (Django's error views, booking/error_views.py)."""
+    response = JsonResponse(error.body, status=error.status)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+# Exempt: a POST with a session cookie to a path that does not exist is a 404, not a CSRF 403.
+@csrf_exempt
 def not_found_json(request, exception=None):
-    """Django's 404 for paths no view matches, in the API's shape."""
+    """The 404 of a path under /api/ that no view matches, in the API's shape, whatever the method."""
     return JsonResponse(error_body("not_found", "No such resource."), status=404)
-
-
-def server_error_json(request):
-    return JsonResponse(error_body("server_error", "Internal error."), status=500)

@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from ..conf import MAX_IDS_PER_REQUEST
+from ..holders import HOLDER_MAX_LENGTH, validate_holder
 from ..models import SeatStatus
 
 MAX_ID = 2**63 - 1
@@ -45,9 +46,11 @@ class SeatsRequestSerializer(serializers.Serializer):
     )
     userId = StrictCharField(
         required=False,
-        max_length=150,
+        max_length=HOLDER_MAX_LENGTH,
         allow_blank=False,
-        help_text="The holder; must be the caller's username unless the caller may hold for others.",
+        validators=[validate_holder],
+        help_text=f"The holder (1 to {HOLDER_MAX_LENGTH} printable characters); must be the caller's username "
+        "unless the caller may hold for others.",
     )
 
     def validate(self, attrs):
@@ -97,7 +100,9 @@ class SeatsQuerySerializer(serializers.Serializer):
 
 
 class HolderQuerySerializer(serializers.Serializer):
-    userId = serializers.CharField(required=False, max_length=150, allow_blank=False)
+    userId = serializers.CharField(
+        required=False, max_length=HOLDER_MAX_LENGTH, allow_blank=False, validators=[validate_holder]
+    )
 
 
 # --- Output shapes, for the schema ---------------------------------------------
@@ -153,8 +158,12 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class HealthSerializer(serializers.Serializer):
-    status = serializers.CharField()
-    database = serializers.CharField()
+    _STATE = "`ok`, `down`, or `local` (in this process or on this machine: nothing to reach)."
+    status = serializers.CharField(help_text="`ok` while the database answers, else `unavailable`.")
+    database = serializers.CharField(help_text="`ok` or `unreachable`: decides 200 or 503.")
+    cache = serializers.CharField(help_text=f"The rate limits' cache: {_STATE}")
+    channelLayer = serializers.CharField(help_text=f"The live updates' channel layer: {_STATE}")
+    broker = serializers.CharField(help_text=f"The Celery broker (webhooks): {_STATE}")
 
 
 class BookingSerializer(serializers.Serializer):

@@ -9,7 +9,7 @@ push after commit. The functions take plain arguments, raise
 
 from .admin_actions import ADMIN_CHUNK, AdminResult, seats_admin_book, seats_admin_cancel, seats_admin_release
 from .bookings import BookingResult, booking_cancel
-from .events import event_create_with_seats, seats_add_block
+from .events import event_create_with_seats, seat_maps_changed, seats_add_block
 from .expiry import holds_release_expired, holds_release_expired_if_any
 from .holds import SeatsResult, seats_confirm, seats_lock, seats_unlock
 
@@ -22,6 +22,7 @@ __all__ = [
     "event_create_with_seats",
     "holds_release_expired",
     "holds_release_expired_if_any",
+    "seat_maps_changed",
     "seats_add_block",
     "seats_admin_book",
     "seats_admin_cancel",

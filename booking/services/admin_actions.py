@@ -16,6 +16,7 @@ from typing import Any
 from django.utils import timezone
 
 from ..errors import Busy, InvalidRequest, SeatNotFound
+from ..holders import holder_problem
 from ..models import Booking, SeatAction, SeatStatus, WebhookEventType
 from .bookings import booking_create, booking_payload_of
 from .expiry import log_expiry
@@ -126,8 +127,9 @@ def seats_admin_book(*, seat_ids: Sequence[int], holder: str, actor: Any = None)
     expired hold records its expiry first, as a lock does.
     """
     holder = (holder or "").strip()
-    if not holder or len(holder) > 150:
-        raise InvalidRequest("A holder of 1 to 150 characters is needed.")
+    problem = holder_problem(holder)
+    if problem is not None:
+        raise InvalidRequest(problem)
 
     # One booking per event for the whole action, made by the first chunk that books a seat
     # of that event; a later chunk adds to it once that chunk has committed.

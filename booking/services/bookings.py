@@ -27,6 +27,7 @@ from .pipeline import (
     error_detail,
     lock_booking_seats,
     mark_written,
+    note_booking,
     push_after_commit,
     read_locked_rows,
     save_audit,
@@ -64,14 +65,18 @@ def booking_create(*, event_id: int, holder: str, order_id: str | None, created_
 
 
 def _create(event_id: int, holder: str, order_id: str | None, created_at: datetime) -> Booking:
-    return Booking.objects.create(
+    booking = Booking.objects.create(
         reference=new_reference(), event_id=event_id, holder=holder, order_id=order_id or "", created_at=created_at
     )
+    note_booking(booking.pk, booking.reference, created=True)
+    return booking
 
 
 def booking_payload_of(booking_id: int) -> dict[str, Any]:
     """The booking's payload as this transaction sees it."""
-    return bookings_with_seats(list(Booking.objects.filter(pk=booking_id).values(*BOOKING_COLUMNS)))[0]
+    payload = bookings_with_seats(list(Booking.objects.filter(pk=booking_id).values(*BOOKING_COLUMNS)))[0]
+    note_booking(booking_id, payload["reference"])
+    return payload
 
 
 def booking_cancel(

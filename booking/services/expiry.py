@@ -16,13 +16,16 @@ from typing import Any
 
 from django.db import DatabaseError, connection
 
-from .. import conf
+from .. import activity, conf
 from ..errors import Busy
+from ..holders import loggable
 from ..models import Seat, SeatAction, SeatStatus, WebhookEventType
 from . import sql
 from .pipeline import (
     AVAILABLE,
     audit_rows,
+    note_changes,
+    note_seat_map_changes,
     push_after_commit,
     save_audit,
     update_seats,
@@ -38,11 +41,13 @@ SWEEP_LOG_LINES_PER_RECORD = 500
 
 
 def _expiry_line(row: dict[str, Any]) -> str:
+    """One seat's line; stored text escaped (booking.holders.loggable), so a holder or label
+    with a line break in the database stays on its line."""
     expires = row["lock_expires_at"]
     when = expires.isoformat() if isinstance(expires, datetime) else "?"
     return (
-        f"Seat {row['label']} (id {row['id']}) of event {row['event_id']} released: "
-        f"hold by {row['locked_by']} expired at {when}"
+        f"Seat {loggable(row['label'])} (id {row['id']}) of event {row['event_id']} released: "
+        f"hold by {loggable(row['locked_by'])} expired at {when}"
     )
 
 
@@ -79,6 +84,12 @@ def _release_batch(*, event_id: int | None, seat_ids: Sequence[int] | None, batc
         else:
             rows = _release_batch_orm(batch=batch, event_id=event_id, seat_ids=ids)
         _log_expiries(rows)
+        note_seat_map_changes((row["event_id"], row["id"]) for row in rows)
+        if connection.vendor == "postgresql":  # the ORM's batch wrote its audit rows through save_audit
+            note_changes(
+                activity.Change(str(SeatAction.EXPIRED), row["event_id"], row["id"], row["locked_by"], None)
+                for row in rows
+            )
         for row in rows:
             row.update(live_status=SeatStatus.AVAILABLE, live_expires_at=None)
         push_after_commit(rows)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -29,6 +31,7 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
+from .. import activity
 from ..errors import (
     BookingError,
     Busy,
@@ -40,8 +43,10 @@ from ..errors import (
     SeatNotFound,
     TooManyHolds,
 )
+from ..holders import loggable
 from ..live import publish_seat_changes
-from ..models import Seat, SeatEvent, SeatStatus, hold_is_live
+from ..metrics import LOCK_WAIT_SECONDS
+from ..models import Seat, SeatEvent, SeatMapVersion, SeatStatus, hold_is_live
 from ..representations import SEAT_COLUMNS, seat_payloads, seat_values
 from . import sql
 
@@ -69,14 +74,83 @@ def write_transaction() -> Iterator[None]:
     PostgreSQL gives up a row-lock wait after ``lock_timeout`` (set per
     connection from BOOKING_LOCK_TIMEOUT_MS), SQLite after its busy timeout.
     """
+    state = _WriteState()
+    token = _write_state.set(state)
     try:
         with transaction.atomic(durable=True):
             yield
+            state.finish()
     except OperationalError as exc:
         raise Busy() from exc
     except IntegrityError as exc:  # a constraint caught what a rule should have
-        logger.error("integrity error in a seat write: %s", exc)
+        # Escaped: PostgreSQL's message quotes the failing row, holders included, on lines of its own.
+        logger.error("integrity error in a seat write: %s", loggable(exc))
         raise Busy("The seats changed under this request; retry.") from exc
+    finally:
+        _write_state.reset(token)
+
+
+@dataclass
+class _WriteState:
+    """What a write transaction did, for its last statements and its commit."""
+
+    #: Event id -> the lowest seat id changed (which picks its seat-map counter's shard).
+    changed_maps: dict[int, int] = field(default_factory=dict)
+    #: Every seat's change, for the activity log and counters after commit.
+    changes: list[activity.Change] = field(default_factory=list)
+    #: Booking id -> reference, of the bookings this transaction made or read.
+    references: dict[int, str] = field(default_factory=dict)
+    new_bookings: set[int] = field(default_factory=set)
+
+    def finish(self) -> None:
+        _bump(self.changed_maps)
+        activity.changes_after_commit(self.changes, references=self.references, new_bookings=self.new_bookings)
+
+
+#: The state of this thread's write transaction; None outside :func:`write_transaction`.
+_write_state: ContextVar[_WriteState | None] = ContextVar("seat_write_state", default=None)
+
+
+def note_seat_map_changes(changes: Iterable[tuple[int, int]]) -> None:
+    """Record that seats changed, as (event id, seat id) pairs: the events' seat-map counters
+    (their ETag, :class:`~booking.models.SeatMapVersion`) go up by one in this transaction.
+
+    Inside :func:`write_transaction` the counters are bumped as its last statement; elsewhere
+    (seats added in a caller's ``atomic``) at once.
+    """
+    state = _write_state.get()
+    target: dict[int, int] = {} if state is None else state.changed_maps
+    for event_id, seat_id in changes:
+        if event_id not in target or seat_id < target[event_id]:
+            target[event_id] = seat_id
+    if state is None:
+        _bump(target)
+
+
+def note_changes(changes: Iterable[activity.Change]) -> None:
+    """Seat changes to log and count once the write transaction commits."""
+    state = _write_state.get()
+    if state is not None:
+        state.changes.extend(changes)
+
+
+def note_booking(booking_id: int, reference: str, *, created: bool = False) -> None:
+    """A booking this write made (``created``) or read: its reference names it in the log."""
+    state = _write_state.get()
+    if state is not None:
+        state.references[booking_id] = reference
+        if created:
+            state.new_bookings.add(booking_id)
+
+
+def _bump(changed: dict[int, int]) -> None:
+    """One counter row per changed event, in event id order: a transaction takes them after all
+    its seat row locks and never waits for a seat after, so two writers cannot deadlock on
+    them; and being last, each is held only until the commit."""
+    if changed:
+        sql.bump_seat_map_versions(
+            [(event_id, changed[event_id] % SeatMapVersion.SHARDS) for event_id in sorted(changed)]
+        )
 
 
 # Built once per process, cloned per request with its ids: a QuerySet resolves its filters
@@ -110,7 +184,8 @@ def lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tup
         raise InvalidRequest("No seat ids given.")
     if holder is not None:
         sql.lock_holder(holder)
-    locked = list(_ROW_LOCKS.filter(pk__in=ids))
+    with LOCK_WAIT_SECONDS.time():
+        locked = list(_ROW_LOCKS.filter(pk__in=ids))
     if len(locked) != len(ids):
         missing = sorted(set(ids) - set(locked))
         raise SeatNotFound(error_detail(SeatNotFound, missing), seats=missing)
@@ -223,12 +298,18 @@ def audit_rows(
 
 
 def save_audit(audit: list[AuditRow]) -> None:
+    """The audit rows; every seat change writes one, so their seat maps' counters go up too."""
     if audit:
         SeatEvent.objects.bulk_create([SeatEvent(**row._asdict()) for row in audit], batch_size=1000)
+        note_seat_map_changes((row.event_id, row.seat_id) for row in audit)
+        note_changes(
+            activity.Change(row.action, row.event_id, row.seat_id, row.holder, row.booking_id) for row in audit
+        )
 
 
 def push_after_commit(rows: list[dict[str, Any]]) -> None:
     """Push the seats' new state to live clients once the transaction commits (never if it rolls back)."""
     if rows:
         payloads = seat_payloads(map(seat_values, rows))
-        transaction.on_commit(lambda: publish_seat_changes(payloads))
+        changed_at = rows[0].get("db_now")  # the sweep's rows have none: its lag counts from the commit
+        transaction.on_commit(lambda: publish_seat_changes(payloads, changed_at=changed_at))

@@ -79,3 +79,33 @@ def release_expired_batch(*, batch: int, event_id: int | None, seat_ids: list[in
     with connection.cursor() as cursor:
         cursor.execute(_RELEASE_EXPIRED.format(extra=extra), params)
         return [dict(zip(RELEASED_COLUMNS, values, strict=True)) for values in cursor.fetchall()]
+
+
+# One shard of an event's seat-map counter, plus one (created at its first change). The ORM
+# has no upsert that adds to the stored value (bulk_create's update_conflicts only copies
+# the new row's). PostgreSQL and SQLite share this syntax.
+_BUMP_SEAT_MAP = """
+INSERT INTO booking_seatmapversion (event_id, shard, version) VALUES (%s, %s, 1)
+ON CONFLICT (event_id, shard) DO UPDATE SET version = booking_seatmapversion.version + 1
+"""
+
+
+def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
+    """Add one to each (event id, shard) counter, in that order (the caller sorts them)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("bump_seat_map_versions() must run inside atomic()")
+    with connection.cursor() as cursor:
+        for event_id, shard in shards:
+            cursor.execute(_BUMP_SEAT_MAP, [event_id, shard])
+
+
+def set_statement_timeout(milliseconds: int) -> None:
+    """Bound every statement of this transaction (PostgreSQL; SQLite has no such limit):
+    a scrape's counts must not pile up on a database that is already slow."""
+    if connection.vendor != "postgresql":
+        return
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("set_statement_timeout() must run inside atomic()")
+    with connection.cursor() as cursor:
+        # SET takes no bind parameters; an int cannot carry anything else.
+        cursor.execute(f"SET LOCAL statement_timeout = {int(milliseconds)}")

@@ -29,6 +29,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from .. import dependencies
 from ..models import WebhookDelivery, WebhookEndpoint, WebhookEventType, WebhookMessage
 from ..representations import iso, seat_payloads, seat_values
 
@@ -176,20 +177,22 @@ TASK_BATCH = 50
 
 def _send(by_endpoint: dict[int, list[int]]) -> None:
     """Hand the deliveries to workers, a task per endpoint (so one endpoint never waits for
-    another's); a broker that is down only delays them (beat sends them when due)."""
+    another's); a broker that is down only delays them (beat sends them when due). Each send
+    waits at most the dependency timeouts (settings), and none is tried while the broker's
+    breaker is open (booking/dependencies.py, which counts and logs the failures)."""
     from ..tasks import deliver_webhooks
 
-    for endpoint_id, ids in by_endpoint.items():
+    for ids in by_endpoint.values():
         for start in range(0, len(ids), TASK_BATCH):
+            if not dependencies.broker.allow():
+                return  # the deliveries are committed: beat's deliver-due task sends them
             batch = ids[start : start + TASK_BATCH]
             try:
                 deliver_webhooks.delay(batch)
-            except Exception:  # the change committed: it must not fail because the broker did
-                logger.warning(
-                    "%s webhook deliveries to endpoint %s not sent to a worker now; beat sends them when due",
-                    len(batch),
-                    endpoint_id,
-                )
+            except Exception as error:  # the change committed: it must not fail because the broker did
+                dependencies.broker.failed(error)
+                return
+            dependencies.broker.succeeded()
 
 
 def webhooks_deliver_due(*, limit: int = DUE_BATCH) -> int:
