@@ -91,11 +91,8 @@ def test_make_run_serves_the_demo_and_stops_on_ctrl_c(tmp_path):
             held = requests.post(f"{base}/api/lock", json={"seatId": seats[1]["id"]}, headers=bob, timeout=5)
             assert held.status_code == 200
             pushed = json.loads(socket.recv(timeout=5))
-            assert (pushed["type"], pushed["seat"]["id"], pushed["seat"]["status"]) == (
-                "seat",
-                seats[1]["id"],
-                "locked",
-            )
+            assert pushed["type"] == "seats"
+            assert [(seat["id"], seat["status"]) for seat in pushed["seats"]] == [(seats[1]["id"], "locked")]
         run.wait_for_output(
             rf"worker.*Seat {seats[1]['label']} \(id {seats[1]['id']}\) of event {events[0]['id']} released: hold by bob",
             timeout=2 + 1 + 3,

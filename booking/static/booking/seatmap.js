@@ -485,6 +485,16 @@
     element.textContent = text;
   }
 
+  function seatsOfRows(message) {
+    return message.rows.map((row) => {
+      const seat = { event: message.event };
+      message.columns.forEach((column, index) => {
+        seat[column] = row[index];
+      });
+      return seat;
+    });
+  }
+
   function onSnapshot(message) {
     retries = 0;
     clockOffset = Date.parse(message.now) - Date.now();
@@ -518,17 +528,35 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}${config.socketPath}`);
+    // The snapshot comes in parts (rows of columns); changes as frames of several seats. The
+    // server drops a client that does not acknowledge what it received (it then resyncs).
+    let received = 0;
+    let acked = 0;
+    let snapshotSeats = null;
     socket.addEventListener("message", (event) => {
       const message = JSON.parse(event.data);
-      if (message.type === "snapshot") onSnapshot(message);
+      received += 1;
+      if (message.type === "snapshot") {
+        if (message.part === 0) snapshotSeats = [];
+        if (snapshotSeats) snapshotSeats.push(...seatsOfRows(message));
+        if (snapshotSeats && message.part + 1 === message.parts) {
+          onSnapshot({ now: message.now, seats: snapshotSeats });
+          snapshotSeats = null;
+        }
+      } else if (message.type === "seats") message.seats.forEach(onSeat);
       else if (message.type === "seat") onSeat(message.seat);
-      else if (message.type === "seats") message.seats.forEach(onSeat); // the spec's frame of several seats
+      else if (message.type === "resync") setConnection("offline", "Catching up…");
+      if (received - acked >= 10) {
+        acked = received;
+        socket.send(JSON.stringify({ ack: received }));
+      }
     });
     socket.addEventListener("close", (event) => {
       if (event.code === 4404) {
         setConnection("gone", "This event no longer exists.");
         return;
       }
+      if (event.code === 4409) retries = 0; // told to resync: reconnect at once for a fresh snapshot
       // Back off (0.5 s, 1 s, 2 s … 30 s, with jitter); the next connect sends a fresh snapshot.
       const delay = Math.min(30000, 500 * 2 ** retries) * (0.5 + Math.random() / 2);
       retries += 1;
