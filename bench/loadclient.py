@@ -204,9 +204,19 @@ def _headers(token: str) -> dict[str, str]:
 
 
 async def _book_own_seats(
-    host: str, port: int, holder: str, token: str, seats: list[int], start: float, measure_from: float, end: float, out
+    host: str,
+    port: int,
+    holder: str,
+    token: str,
+    seats: list[int],
+    start: float,
+    measure_from: float,
+    end: float,
+    out,
+    answers: list[bytes] | None = None,
 ):
-    """One client: lock then confirm its own seats one by one, until ``end``."""
+    """One client: lock then confirm its own seats one by one, until ``end``; ``answers``
+    collects the bodies of the 200s (parsed after the run, not in its way)."""
     conn = Connection(host, port, _headers(token))
     lock, confirm, errors = out["lock"], out["confirm"], out["errors"]
     mine = out["per_client"].setdefault(holder, [])
@@ -226,6 +236,8 @@ async def _book_own_seats(
             if status != 200:
                 errors.append(f"lock {seat}: {status} {answer[:200]!r}")
                 continue
+            if answers is not None:
+                answers.append(answer)
             status, _, answer = await conn.request("POST", "/api/confirm", body, headers=False)
             t2 = time.perf_counter()
             if measured:
@@ -234,6 +246,8 @@ async def _book_own_seats(
                 mine.append((t2 - t1) * 1000)
             if status == 200:
                 out["sold"].append((holder, seat))
+                if answers is not None:
+                    answers.append(answer)
                 if measured:
                     out["bookings"] += 1
             else:
@@ -327,8 +341,12 @@ def run_bookings(
     duration: float,
     warmup: float,
     probe=None,
+    answers: list[bytes] | None = None,
 ) -> RunResult:
     """Each client (holder, token) books its own share of ``seats``: lock one, confirm it, next.
+
+    ``answers``: a list to collect the body of every lock and confirm answered 200 (the
+    watchers check reads the seats' versions and database times from them).
 
     Requests started during the first ``warmup`` seconds are not measured. ``probe``
     (a CPU sample, say) is called when the measured window opens and after the last
@@ -347,7 +365,7 @@ def run_bookings(
         shares = [seats[i :: len(clients)] for i in range(len(clients))]
         await asyncio.gather(
             *(
-                _book_own_seats(host, port, holder, token, share, start, measure_from, end, out)
+                _book_own_seats(host, port, holder, token, share, start, measure_from, end, out, answers)
                 for (holder, token), share in zip(clients, shares, strict=True)
             )
         )
