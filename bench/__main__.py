@@ -39,6 +39,12 @@ def parser() -> argparse.ArgumentParser:
         help="Bookings and pgbench take turns this many times, each for duration / rounds.",
     )
     p.add_argument("--contended-seats", type=int, default=o.contended_seats, help="Seats all clients fight for.")
+    p.add_argument(
+        "--best-seats", type=int, default=o.best_seats, help="Seats of the best-available event (0: no such run)."
+    )
+    p.add_argument(
+        "--best-quantity", type=int, default=o.best_quantity, help="Seats together per best-available request."
+    )
     p.add_argument("--map-seats", type=int, default=o.map_seats, help="Seats of the seat map fetched.")
     p.add_argument("--sweep-holds", type=int, default=o.sweep_holds, help="Expired holds the sweep releases.")
     p.add_argument("--server-cmd", default=None, help="Instead of the Procfile's web: line.")
@@ -144,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         rounds=args.rounds,
         contended_seats=args.contended_seats,
+        best_seats=args.best_seats,
+        best_quantity=args.best_quantity,
         map_seats=args.map_seats,
         sweep_holds=args.sweep_holds,
         server_cmd=args.server_cmd,

@@ -20,7 +20,10 @@ the run deletes only its own events, named ``benchmark: …``):
    with ``watchers`` (the default), then, for each count W: the Procfile's ``live:``
    process on the channel layer the server pushes to, and rounds of bookings with W
    watchers of one event (bench.watchclient) and without, in turns (watchers);
-4. all clients fight for the same few seats; the seat map is fetched;
+4. all clients fight for the same few seats; best available: every client asks for the
+   best 2 seats together of one large event (``best_seats``), books them, again: holds
+   per second and the lock's p99, beside the named-seat locks' of step 3; the seat map
+   is fetched;
 5. one sweep of the expired holds is timed, in this process.
 
 It imports the product's models and settings (through Django) to set up and check
@@ -75,6 +78,10 @@ class Options:
     duration: float = 30.0
     warmup: float = 3.0
     contended_seats: int = 100
+    # Best available: an event of this many seats (rows of 100, ranked front to back, middle
+    # first), every client asking for best_quantity together; 0 skips the run.
+    best_seats: int = 50_000
+    best_quantity: int = 2
     map_seats: int = 50_000
     sweep_holds: int = 100_000
     # The bookings and pgbench take turns, each for duration / rounds at a time: the minutes
@@ -173,9 +180,13 @@ def create_event(name: str, seats: int, *, per_row: int = 1000) -> tuple[int, li
         event_id = cursor.fetchone()[0]
         cursor.execute(
             """
-            INSERT INTO booking_seat (event_id, label, row, number, status, locked_by, booked_by, version)
+            INSERT INTO booking_seat (event_id, label, row, number, status, locked_by, booked_by, version,
+                                      section, category, accessible, rank, block_reason)
             SELECT %(event)s, 'R' || (g / %(per_row)s + 1) || '-' || (g %% %(per_row)s + 1),
-                   'R' || (g / %(per_row)s + 1), g %% %(per_row)s + 1, 'available', '', '', 0
+                   'R' || (g / %(per_row)s + 1), g %% %(per_row)s + 1, 'available', '', '', 0,
+                   '', '', false,
+                   -- booking/seating.py's default rank: the row's position, then the distance from the middle
+                   (g / %(per_row)s) * 10000 + abs(2 * (g %% %(per_row)s + 1) - (1 + %(per_row)s)), ''
             FROM generate_series(0, %(seats)s - 1) AS g ORDER BY g
             """,
             {"event": event_id, "per_row": per_row, "seats": seats},
@@ -509,6 +520,9 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
     if pg_seats[-1] - pg_seats[0] + 1 != len(pg_seats):
         raise RuntimeError("the pgbench copy's seat ids are not contiguous (another writer?); run again")
     contended_event, contended_seats = create_event("contended", options.contended_seats, per_row=20)
+    best_event = None
+    if options.best_seats:
+        best_event, _ = create_event("best available", options.best_seats, per_row=100)
     map_event, _ = create_event("seat map", options.map_seats, per_row=100)
     make_mixed_map(map_event)
     sweep_event, _ = create_event("expired holds", options.sweep_holds)
@@ -743,6 +757,24 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
         report["contended"] = check_contended(contended_event, contended, contended_seats)
         log(f"contended: {report['contended']['seats']} seats sold once each: {report['contended']['sold_once']}")
 
+        if best_event is not None:
+            settle_database()
+            best = loadclient.run_best_available(
+                host=HOST,
+                port=server.port,
+                clients=clients,
+                event_id=best_event,
+                quantity=options.best_quantity,
+                duration=options.duration / options.rounds,
+                warmup=options.warmup,
+            )
+            report["best_available"] = best_available_report(report, best_event, best, options)
+            b = report["best_available"]
+            log(
+                f"best available: {b['holds_per_second']} holds/s of {options.best_quantity} together, lock p99"
+                f" {b['lock']['p99_ms']} ms (named-seat lock p99 {b['named_lock_p99_ms']} ms)"
+            )
+
         # Measured on its own too: not behind the autovacuum of the bookings' writes.
         settle_database()
         report["seat_map"] = seat_map_timing(server.port, map_event)
@@ -767,6 +799,36 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
         cleanup()
     (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
+
+
+def best_available_report(report: dict, event_id: int, result: loadclient.RunResult, options: Options) -> dict:
+    """Best available's figures, beside the named-seat locks', and checks on what it sold."""
+    summary = result.summary()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM booking_seat WHERE event_id = %s AND status IN ('locked', 'booked')", [event_id]
+        )
+        taken = cursor.fetchone()[0]
+    sold = [seat for _, seat in result.sold]
+    return {
+        "seats": options.best_seats,
+        "quantity": options.best_quantity,
+        "clients": options.clients,
+        "seconds": summary["seconds"],
+        "holds": result.bookings,
+        "holds_per_second": summary["bookings_per_second"],
+        "lock": summary["lock"],
+        "confirm": summary["confirm"],
+        "named_lock_p99_ms": report["bookings"]["lock"]["p99_ms"],
+        "named_bookings_per_second": report["bookings"]["bookings_per_second"],
+        "not_together": result.not_together,
+        "sold_out_answers": result.sold_out,
+        # Every seat a confirm got is taken in the database, and no seat was given twice.
+        "sold_once": len(sold) == len(set(sold)) and taken >= len(sold),
+        "taken_in_database": taken,
+        "client_cpu_seconds": summary["client_cpu_seconds"],
+        "errors": summary["errors"],
+    }
 
 
 def other_active_endpoints(own: int | None) -> int:
@@ -819,6 +881,10 @@ def targets(report: dict) -> dict:
         "seat_map_server_ms": (report["seat_map"]["server_ms_median"], "<=", TARGETS["seat_map_server_ms"]),
         "contended_sold_once": (report["contended"]["sold_once"], "==", True),
     }
+    if "best_available" in report:
+        b = report["best_available"]
+        checks["best_available_sold_once"] = (b["sold_once"], "==", True)
+        checks["best_available_together"] = (b["not_together"], "==", 0)
     if "webhooks" in report:
         w = report["webhooks"]
         checks["webhooks_ratio"] = (w["ratio"], ">=", TARGETS["webhooks_ratio"])
@@ -851,6 +917,16 @@ def _cpu_line(name: str, phase: dict, client: str, cpus: int | None) -> str:
 
 def _list(values: list) -> str:
     return ", ".join("n/a" if v is None else str(v) for v in values)
+
+
+def best_available_lines(report: dict) -> list[str]:
+    b = report["best_available"]
+    return [
+        f"best available      {b['holds_per_second']} holds/s of {b['quantity']} together, {b['clients']} clients,"
+        f" {b['seats']} seats: lock p50 {b['lock']['p50_ms']} ms, p99 {b['lock']['p99_ms']} ms"
+        f" (named-seat lock p99 {b['named_lock_p99_ms']} ms, {b['named_bookings_per_second']} bookings/s);"
+        f" sold once: {b['sold_once']}, not together: {b['not_together']}",
+    ]
 
 
 def webhook_lines(report: dict) -> list[str]:
@@ -971,6 +1047,7 @@ def format_report(report: dict) -> str:
         "",
         f"contended           {c['seats']} seats, all sold exactly once: {c['sold_once']} "
         f"({c['lock_attempts']} lock attempts in {c['seconds']}s; lock p99 {c['lock']['p99_ms']} ms)",
+        *(best_available_lines(report) if "best_available" in report else []),
         f"sweep               {s['released']} expired holds released in {s['seconds']}s "
         f"(batches of {s['batch']}, {s['workers']} at once)",
         f"seat map            {m['seats']} seats, {m['bytes']} bytes: {m['server_ms_median']} ms server time "

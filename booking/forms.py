@@ -130,3 +130,15 @@ class HolderForm(forms.Form):
         if not holder:
             raise ValidationError("Give the holder's name.")
         return holder
+
+
+class BlockReasonForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=200,
+        required=False,
+        help_text="Why the seats are held back (press, technical, sight line). Staff see it; the public map does not.",
+    )
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"].strip()

@@ -98,6 +98,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    # The admin's seat import with a preview (booking/admin_layouts.py).
+    "import_export",
     "booking",
 ]
 

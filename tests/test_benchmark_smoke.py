@@ -72,6 +72,7 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
             "--warmup=1",
             "--contended-seats=30",
             "--map-seats=2000",
+            "--best-seats=2000",
             "--sweep-holds=2000",
             f"--workdir={tmp_path / 'work'}",
             f"--json={report_path}",
@@ -102,6 +103,8 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         "ratio with/without",
         "watchers check",
         "seat map",
+        "best available",
+        "holds/s",
         "sweep",
     ):
         assert line in done.stdout, line
@@ -235,6 +238,16 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
     contended = report["contended"]
     assert contended["seats"] == 30 and contended["sold_once"], contended["problems"]
 
+    best = report["best_available"]  # holds/s of 2 together, beside the named-seat locks
+    assert best["seats"] == 2000 and best["quantity"] == 2 and best["clients"] == CLIENTS
+    assert best["holds"] > 0 and best["holds_per_second"] > 0
+    assert best["lock"]["p50_ms"] is not None and best["lock"]["p99_ms"] >= best["lock"]["p50_ms"]
+    assert set(best["lock"]["statuses"]) <= {"200", "409"}, best["lock"]
+    assert set(best["confirm"]["statuses"]) == {"200"}, best["confirm"]
+    assert best["named_lock_p99_ms"] == report["bookings"]["lock"]["p99_ms"]
+    assert best["sold_once"] and best["not_together"] == 0 and not best["errors"], best
+    assert best["taken_in_database"] >= 2 * best["holds"]
+
     assert report["sweep"]["released"] == 2000 and report["sweep"]["seconds"] > 0
     assert report["seat_map"]["seats"] == 2000 and report["seat_map"]["server_ms_median"] is not None
     assert set(report["targets"]) == {
@@ -243,6 +256,8 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         "sweep_seconds",
         "seat_map_server_ms",
         "contended_sold_once",
+        "best_available_sold_once",
+        "best_available_together",
         "webhooks_ratio",
         "webhooks_all_received",
         "watchers_ratio",
