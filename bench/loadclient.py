@@ -149,6 +149,9 @@ class RunResult:
     # What ``probe()`` returned when the measured window opened and after the last answer.
     probe_start: object = None
     probe_end: object = None
+    # Best available: clients told no_seats_available, and answers that were not one block together.
+    sold_out: int = 0
+    not_together: int = 0
 
     def summary(self) -> dict:
         return {
@@ -204,9 +207,19 @@ def _headers(token: str) -> dict[str, str]:
 
 
 async def _book_own_seats(
-    host: str, port: int, holder: str, token: str, seats: list[int], start: float, measure_from: float, end: float, out
+    host: str,
+    port: int,
+    holder: str,
+    token: str,
+    seats: list[int],
+    start: float,
+    measure_from: float,
+    end: float,
+    out,
+    answers: list[bytes] | None = None,
 ):
-    """One client: lock then confirm its own seats one by one, until ``end``."""
+    """One client: lock then confirm its own seats one by one, until ``end``; ``answers``
+    collects the bodies of the 200s (parsed after the run, not in its way)."""
     conn = Connection(host, port, _headers(token))
     lock, confirm, errors = out["lock"], out["confirm"], out["errors"]
     mine = out["per_client"].setdefault(holder, [])
@@ -226,6 +239,8 @@ async def _book_own_seats(
             if status != 200:
                 errors.append(f"lock {seat}: {status} {answer[:200]!r}")
                 continue
+            if answers is not None:
+                answers.append(answer)
             status, _, answer = await conn.request("POST", "/api/confirm", body, headers=False)
             t2 = time.perf_counter()
             if measured:
@@ -234,6 +249,8 @@ async def _book_own_seats(
                 mine.append((t2 - t1) * 1000)
             if status == 200:
                 out["sold"].append((holder, seat))
+                if answers is not None:
+                    answers.append(answer)
                 if measured:
                     out["bookings"] += 1
             else:
@@ -279,6 +296,51 @@ async def _fight_for_seats(host: str, port: int, holder: str, token: str, remain
         conn.close()
 
 
+async def _best_available(
+    host: str, port: int, holder: str, token: str, event_id: int, quantity: int, measure_from: float, end: float, out
+):
+    """One client of the best-available run: ask for the best ``quantity`` together, book what it
+    got (so the hold limit never stops it), again, until ``end`` or the event is sold out."""
+    conn = Connection(host, port, _headers(token))
+    lock, confirm, errors = out["lock"], out["confirm"], out["errors"]
+    body = b'{"event": %d, "quantity": %d}' % (event_id, quantity)
+    try:
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            status, _, answer = await conn.request("POST", "/api/lock", body, headers=False)
+            t1 = time.perf_counter()
+            measured = t0 >= measure_from
+            if measured:
+                lock.latencies_ms.append((t1 - t0) * 1000)
+                lock.statuses[status] += 1
+            if status == 409 and json.loads(answer).get("code") == "no_seats_available":
+                out["sold_out"] += 1
+                break
+            if status != 200:
+                errors.append(f"best available: {status} {answer[:200]!r}")
+                continue
+            seats = json.loads(answer)["seats"]
+            places = sorted((s["section"], s["row"], s["number"]) for s in seats)
+            together = len({p[:2] for p in places}) == 1 and all(
+                b[2] == a[2] + 1 for a, b in zip(places, places[1:], strict=False)
+            )
+            if not together or len(seats) != quantity:
+                out["not_together"] += 1
+            if measured:
+                out["bookings"] += 1  # holds, here
+            ids = b",".join(b"%d" % s["id"] for s in seats)
+            status, _, answer = await conn.request("POST", "/api/confirm", b'{"seatIds": [%s]}' % ids, headers=False)
+            if measured:
+                confirm.latencies_ms.append((time.perf_counter() - t1) * 1000)
+                confirm.statuses[status] += 1
+            if status == 200:
+                out["sold"].extend((holder, s["id"]) for s in seats)
+            else:
+                errors.append(f"confirm {ids!r}: {status} {answer[:200]!r}")
+    finally:
+        conn.close()
+
+
 def _new_out() -> dict:
     return {
         "lock": OpStats(),
@@ -288,6 +350,8 @@ def _new_out() -> dict:
         "bookings": 0,
         "per_client": {},
         "probe": [None, None],
+        "sold_out": 0,
+        "not_together": 0,
     }
 
 
@@ -309,6 +373,8 @@ def _run(coroutine_factory) -> RunResult:
         per_client_ms=out["per_client"],
         probe_start=out["probe"][0],
         probe_end=out["probe"][1],
+        sold_out=out["sold_out"],
+        not_together=out["not_together"],
     )
 
 
@@ -327,8 +393,12 @@ def run_bookings(
     duration: float,
     warmup: float,
     probe=None,
+    answers: list[bytes] | None = None,
 ) -> RunResult:
     """Each client (holder, token) books its own share of ``seats``: lock one, confirm it, next.
+
+    ``answers``: a list to collect the body of every lock and confirm answered 200 (the
+    watchers check reads the seats' versions and database times from them).
 
     Requests started during the first ``warmup`` seconds are not measured. ``probe``
     (a CPU sample, say) is called when the measured window opens and after the last
@@ -347,7 +417,7 @@ def run_bookings(
         shares = [seats[i :: len(clients)] for i in range(len(clients))]
         await asyncio.gather(
             *(
-                _book_own_seats(host, port, holder, token, share, start, measure_from, end, out)
+                _book_own_seats(host, port, holder, token, share, start, measure_from, end, out, answers)
                 for (holder, token), share in zip(clients, shares, strict=True)
             )
         )
@@ -375,6 +445,33 @@ def run_contended(
             )
         )
         return time.perf_counter() - start
+
+    return _run(main)
+
+
+def run_best_available(
+    *,
+    host: str,
+    port: int,
+    clients: list[tuple[str, str]],
+    event_id: int,
+    quantity: int,
+    duration: float,
+    warmup: float,
+) -> RunResult:
+    """Every client asks for the best ``quantity`` seats together of one event, books them, again.
+    ``bookings`` counts the holds granted in the measured window; ``lock`` their latencies."""
+
+    async def main(out):
+        start = time.perf_counter()
+        measure_from, end = start + warmup, start + warmup + duration
+        await asyncio.gather(
+            *(
+                _best_available(host, port, holder, token, event_id, quantity, measure_from, end, out)
+                for holder, token in clients
+            )
+        )
+        return min(time.perf_counter(), end) - measure_from
 
     return _run(main)
 

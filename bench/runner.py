@@ -17,7 +17,13 @@ the run deletes only its own events, named ``benchmark: …``):
    one webhook endpoint subscribed to every type, delivered by a Celery worker
    started as the Procfile's ``webhooks:`` line to the benchmark's own receiver,
    the two kinds of round in turns (webhooks);
-4. all clients fight for the same few seats; the seat map is fetched;
+   with ``watchers`` (the default), then, for each count W: the Procfile's ``live:``
+   process on the channel layer the server pushes to, and rounds of bookings with W
+   watchers of one event (bench.watchclient) and without, in turns (watchers);
+4. all clients fight for the same few seats; best available: every client asks for the
+   best 2 seats together of one large event (``best_seats``), books them, again: holds
+   per second and the lock's p99, beside the named-seat locks' of step 3; the seat map
+   is fetched;
 5. one sweep of the expired holds is timed, in this process.
 
 It imports the product's models and settings (through Django) to set up and check
@@ -43,7 +49,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from . import cpu, loadclient, pgbench, webhooks
+from . import cpu, loadclient, pgbench, watchers, webhooks
 from .processes import REPO, Background
 
 NAME_PREFIX = "benchmark: "
@@ -58,6 +64,10 @@ TARGETS = {
     "seat_map_server_ms": 150.0,
     # The webhook load check: bookings/s with one endpoint subscribed to everything ÷ without.
     "webhooks_ratio": 0.9,
+    # The watchers check, at its largest W: bookings/s with the watchers ÷ without, and the
+    # change-to-watcher lag's p99.
+    "watchers_ratio": 0.85,
+    "watchers_lag_p99_ms": 1000.0,
 }
 
 
@@ -68,6 +78,10 @@ class Options:
     duration: float = 30.0
     warmup: float = 3.0
     contended_seats: int = 100
+    # Best available: an event of this many seats (rows of 100, ranked front to back, middle
+    # first), every client asking for best_quantity together; 0 skips the run.
+    best_seats: int = 50_000
+    best_quantity: int = 2
     map_seats: int = 50_000
     sweep_holds: int = 100_000
     # The bookings and pgbench take turns, each for duration / rounds at a time: the minutes
@@ -83,6 +97,13 @@ class Options:
     webhook_broker_url: str | None = None  # webhooks.default_broker_url(): REDIS_URL's server, db 3
     webhook_drain: float = 30.0  # seconds to wait, after each round with webhooks, for the backlog
     webhook_worker_env: dict[str, str] | None = None  # the worker's environment on top of the server's
+    # The watchers check (docs/benchmark.md): for each count, a round of bookings with that many
+    # live watchers of one event and one without, in turns; () skips it.
+    watchers: tuple[int, ...] = watchers.DEFAULT_COUNTS
+    watch_seats: int = 40_000
+    watch_duration: float = 10.0  # measured seconds of each of its rounds
+    watch_drain: float = 5.0  # seconds after a round's last answer before the watchers' states are taken
+    watch_redis_url: str | None = None  # the channel layer: watchers.default_layer_url()
 
 
 def log(message: str) -> None:
@@ -159,9 +180,13 @@ def create_event(name: str, seats: int, *, per_row: int = 1000) -> tuple[int, li
         event_id = cursor.fetchone()[0]
         cursor.execute(
             """
-            INSERT INTO booking_seat (event_id, label, row, number, status, locked_by, booked_by, version)
+            INSERT INTO booking_seat (event_id, label, row, number, status, locked_by, booked_by, version,
+                                      section, category, accessible, rank, block_reason)
             SELECT %(event)s, 'R' || (g / %(per_row)s + 1) || '-' || (g %% %(per_row)s + 1),
-                   'R' || (g / %(per_row)s + 1), g %% %(per_row)s + 1, 'available', '', '', 0
+                   'R' || (g / %(per_row)s + 1), g %% %(per_row)s + 1, 'available', '', '', 0,
+                   '', '', false,
+                   -- booking/seating.py's default rank: the row's position, then the distance from the middle
+                   (g / %(per_row)s) * 10000 + abs(2 * (g %% %(per_row)s + 1) - (1 + %(per_row)s)), ''
             FROM generate_series(0, %(seats)s - 1) AS g ORDER BY g
             """,
             {"event": event_id, "per_row": per_row, "seats": seats},
@@ -495,6 +520,9 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
     if pg_seats[-1] - pg_seats[0] + 1 != len(pg_seats):
         raise RuntimeError("the pgbench copy's seat ids are not contiguous (another writer?); run again")
     contended_event, contended_seats = create_event("contended", options.contended_seats, per_row=20)
+    best_event = None
+    if options.best_seats:
+        best_event, _ = create_event("best available", options.best_seats, per_row=100)
     map_event, _ = create_event("seat map", options.map_seats, per_row=100)
     make_mixed_map(map_event)
     sweep_event, _ = create_event("expired holds", options.sweep_holds)
@@ -502,16 +530,28 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
     hooks_event, hooks_seats = None, []
     if options.webhooks:  # the rounds with webhooks book seats of their own, as many
         hooks_event, hooks_seats = create_event("bookings with webhooks", options.seats)
+    watched = unwatched = (0, [])
+    if options.watchers:  # the watched event, and as many seats for the rounds without watchers
+        watched = create_event("watched", options.watch_seats)
+        unwatched = create_event("unwatched", options.watch_seats)
     clients = make_users(options.clients)
     log(
         f"created {options.seats} + {options.seats} + {options.contended_seats} + {options.map_seats}"
-        f" + {options.sweep_holds}{f' + {options.seats}' if options.webhooks else ''} seats and"
+        f" + {options.sweep_holds}{f' + {options.seats}' if options.webhooks else ''}"
+        f"{f' + 2 × {options.watch_seats}' if options.watchers else ''} seats and"
         f" {options.clients} users in {time.perf_counter() - started:.1f}s"
     )
 
     # The webhook load check's broker: the server's on-commit sends go there, to the worker's queue.
     broker = {"CELERY_BROKER_URL": options.webhook_broker_url or webhooks.default_broker_url()}
-    env = production_env(free_port(), **(broker if options.webhooks else {}), **(options.server_env or {}))
+    # The watchers check's channel layer: the server pushes there, the live process reads it.
+    layer = {"REDIS_URL": options.watch_redis_url or watchers.default_layer_url()}
+    env = production_env(
+        free_port(),
+        **(broker if options.webhooks else {}),
+        **(layer if options.watchers else {}),
+        **(options.server_env or {}),
+    )
 
     # The production server under load, and pgbench on the same tables, in turns: each
     # round the bookings (without webhooks, and with them, in turns), then pgbench, each
@@ -686,11 +726,54 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
             )
             check.stop()  # the worker and the receiver gone, the endpoint removed with its messages
 
+        if options.watchers:
+            watch = watchers.WatchersCheck(
+                workdir=workdir,
+                env=env,
+                counts=list(options.watchers),
+                watched=watched,
+                plain=unwatched,
+                drain=options.watch_drain,
+            )
+            log(
+                f"watchers: {', '.join(map(str, options.watchers))} watchers of {options.watch_seats} seats;"
+                f" live: {watchers.procfile_command('live')} on {watch.layer_url}; rounds of {options.warmup}s"
+                f" warm-up + {options.watch_duration:g}s with and without watchers, in turns"
+            )
+            watch.run(
+                server=server,
+                clients=clients,
+                duration=options.watch_duration,
+                warmup=options.warmup,
+                others=others,
+                settle=settle_database,
+                log=log,
+            )
+            report["watchers"] = watch.summary()
+
         contended = loadclient.run_contended(
             host=HOST, port=server.port, clients=clients, seats=contended_seats, timeout=max(60.0, options.duration)
         )
         report["contended"] = check_contended(contended_event, contended, contended_seats)
         log(f"contended: {report['contended']['seats']} seats sold once each: {report['contended']['sold_once']}")
+
+        if best_event is not None:
+            settle_database()
+            best = loadclient.run_best_available(
+                host=HOST,
+                port=server.port,
+                clients=clients,
+                event_id=best_event,
+                quantity=options.best_quantity,
+                duration=options.duration / options.rounds,
+                warmup=options.warmup,
+            )
+            report["best_available"] = best_available_report(report, best_event, best, options)
+            b = report["best_available"]
+            log(
+                f"best available: {b['holds_per_second']} holds/s of {options.best_quantity} together, lock p99"
+                f" {b['lock']['p99_ms']} ms (named-seat lock p99 {b['named_lock_p99_ms']} ms)"
+            )
 
         # Measured on its own too: not behind the autovacuum of the bookings' writes.
         settle_database()
@@ -716,6 +799,36 @@ def run(options: Options, command_line: str = "python -m bench") -> dict:
         cleanup()
     (workdir / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
+
+
+def best_available_report(report: dict, event_id: int, result: loadclient.RunResult, options: Options) -> dict:
+    """Best available's figures, beside the named-seat locks', and checks on what it sold."""
+    summary = result.summary()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM booking_seat WHERE event_id = %s AND status IN ('locked', 'booked')", [event_id]
+        )
+        taken = cursor.fetchone()[0]
+    sold = [seat for _, seat in result.sold]
+    return {
+        "seats": options.best_seats,
+        "quantity": options.best_quantity,
+        "clients": options.clients,
+        "seconds": summary["seconds"],
+        "holds": result.bookings,
+        "holds_per_second": summary["bookings_per_second"],
+        "lock": summary["lock"],
+        "confirm": summary["confirm"],
+        "named_lock_p99_ms": report["bookings"]["lock"]["p99_ms"],
+        "named_bookings_per_second": report["bookings"]["bookings_per_second"],
+        "not_together": result.not_together,
+        "sold_out_answers": result.sold_out,
+        # Every seat a confirm got is taken in the database, and no seat was given twice.
+        "sold_once": len(sold) == len(set(sold)) and taken >= len(sold),
+        "taken_in_database": taken,
+        "client_cpu_seconds": summary["client_cpu_seconds"],
+        "errors": summary["errors"],
+    }
 
 
 def other_active_endpoints(own: int | None) -> int:
@@ -768,10 +881,19 @@ def targets(report: dict) -> dict:
         "seat_map_server_ms": (report["seat_map"]["server_ms_median"], "<=", TARGETS["seat_map_server_ms"]),
         "contended_sold_once": (report["contended"]["sold_once"], "==", True),
     }
+    if "best_available" in report:
+        b = report["best_available"]
+        checks["best_available_sold_once"] = (b["sold_once"], "==", True)
+        checks["best_available_together"] = (b["not_together"], "==", 0)
     if "webhooks" in report:
         w = report["webhooks"]
         checks["webhooks_ratio"] = (w["ratio"], ">=", TARGETS["webhooks_ratio"])
         checks["webhooks_all_received"] = (w["messages"]["all_received"], "==", True)
+    if "watchers" in report:
+        w = report["watchers"]
+        checks["watchers_ratio"] = (w["ratio_at_most_watchers"], ">=", TARGETS["watchers_ratio"])
+        checks["watchers_lag_p99_ms"] = (w["lag_p99_ms_at_most_watchers"], "<=", TARGETS["watchers_lag_p99_ms"])
+        checks["watchers_all_final"] = (w["all_final"], "==", True)
     out = {}
     for name, (value, op, goal) in checks.items():
         ok = value is not None and (value >= goal if op == ">=" else value <= goal if op == "<=" else value == goal)
@@ -795,6 +917,16 @@ def _cpu_line(name: str, phase: dict, client: str, cpus: int | None) -> str:
 
 def _list(values: list) -> str:
     return ", ".join("n/a" if v is None else str(v) for v in values)
+
+
+def best_available_lines(report: dict) -> list[str]:
+    b = report["best_available"]
+    return [
+        f"best available      {b['holds_per_second']} holds/s of {b['quantity']} together, {b['clients']} clients,"
+        f" {b['seats']} seats: lock p50 {b['lock']['p50_ms']} ms, p99 {b['lock']['p99_ms']} ms"
+        f" (named-seat lock p99 {b['named_lock_p99_ms']} ms, {b['named_bookings_per_second']} bookings/s);"
+        f" sold once: {b['sold_once']}, not together: {b['not_together']}",
+    ]
 
 
 def webhook_lines(report: dict) -> list[str]:
@@ -840,6 +972,34 @@ def webhook_lines(report: dict) -> list[str]:
     ]
 
 
+def watcher_lines(report: dict) -> list[str]:
+    w = report["watchers"]
+    lines = [
+        "",
+        f"watchers check      W watchers of one event of {w['watched_event_seats']} seats (python -m bench.watchclient);"
+        f" live: the Procfile's live: line on {w['layer']}; web server pushes there; figures taken"
+        f" {w['drain_seconds']:g} s after a round's last answer; lag from the change's database time",
+        "  W      bookings/s with / without  ratio   lag p50 / p99 ms   frames/s  MB/s    resyncs  all final"
+        "  connect / snapshots s  live CPU  live RSS / peak MB  client CPU",
+    ]
+    for r in w["rounds"]:
+        v, lag, c = r["watch"], r["watch"]["lag_ms"], r["connect"]
+        mem = r["live_memory_end"]
+        lines.append(
+            f"  {r['watchers']:<6} {r['with']['bookings_per_second']:>8} / {r['without']['bookings_per_second']:<12}"
+            f"  {r['ratio']!s:<6}  {lag['p50']!s:>6} / {lag['p99']!s:<8}  {v['frames_per_second']!s:>9}"
+            f"  {v['megabytes_per_second']!s:<6}  {v['resyncs']:>7}  {v['all_final']!s:<9}"
+            f"  {c['connect_seconds']} / {c['snapshot_seconds']} ({c['failed']} failed)"
+            f"  {r['live_cpu_share_of_one_core']}  {mem['rss_mb']} / {mem['peak_mb']}"
+            f"  {r['watch_client_cpu_share_of_one_core']}"
+        )
+    lines.append(
+        "  (CPU: share of one core over the measured window; live RSS at the figures' time, peak since its start;"
+        " all final: every watcher had every seat's version in the database)"
+    )
+    return lines
+
+
 def format_report(report: dict) -> str:
     b, c, m, s, p = report["bookings"], report["contended"], report["seat_map"], report["sweep"], report["pgbench"]
     o, u = report["options"], report["cpu"]
@@ -883,9 +1043,11 @@ def format_report(report: dict) -> str:
         f"PostgreSQL's CPU per booking: {u['postgres_ratio']} × pgbench's (client: the load client, or pgbench;"
         " elsewhere: CPU of other processes meanwhile; PostgreSQL's figure is the whole server's)",
         *(webhook_lines(report) if "webhooks" in report else []),
+        *(watcher_lines(report) if "watchers" in report else []),
         "",
         f"contended           {c['seats']} seats, all sold exactly once: {c['sold_once']} "
         f"({c['lock_attempts']} lock attempts in {c['seconds']}s; lock p99 {c['lock']['p99_ms']} ms)",
+        *(best_available_lines(report) if "best_available" in report else []),
         f"sweep               {s['released']} expired holds released in {s['seconds']}s "
         f"(batches of {s['batch']}, {s['workers']} at once)",
         f"seat map            {m['seats']} seats, {m['bytes']} bytes: {m['server_ms_median']} ms server time "

@@ -40,8 +40,9 @@ from django.utils.http import urlencode
 from rest_framework.authtoken.models import Token
 
 from . import services
+from .admin_layouts import EventSeatsExportMixin, SeatLayoutImportMixin
 from .errors import BookingCancelled, BookingError
-from .forms import EventAddForm, HolderForm, SeatingBlockForm
+from .forms import BlockReasonForm, EventAddForm, HolderForm, SeatingBlockForm
 from .models import (
     LIVE_STATUS_FILTERS,
     Booking,
@@ -56,6 +57,7 @@ from .models import (
     WebhookMessage,
     hold_is_live,
     is_available_now,
+    is_blocked,
     is_booked,
 )
 from .permissions import HOLD_FOR_OTHERS
@@ -75,6 +77,7 @@ BADGES = {
     "available": ("available", "#2e7d32"),
     "locked": ("held", "#e65100"),
     "booked": ("booked", "#1565c0"),
+    "blocked": ("blocked", "#424242"),
 }
 
 
@@ -141,7 +144,7 @@ def _event_counts() -> dict[str, Count]:
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(EventSeatsExportMixin, admin.ModelAdmin):
     list_display = ("name", "starts_at", "hold_for", "seat_total", "available", "held", "booked", "links")
     list_display_links = ("name",)
     search_fields = ("name",)
@@ -213,11 +216,16 @@ class EventAdmin(admin.ModelAdmin):
         seats = _changelist("seat", event__id__exact=obj.pk)
         bookings = _changelist("booking", event__id__exact=obj.pk)
         block = reverse("admin:booking_event_seating_block", args=[obj.pk])
+        layout = reverse("admin:booking_seat_import") + "?" + urlencode({"event": obj.pk})
+        export = reverse("admin:booking_event_export_seats", args=[obj.pk])
         return format_html(
-            '<a href="{}">Seats</a> · <a href="{}">Bookings</a> · <a href="{}">Add seating block</a>',
+            '<a href="{}">Seats</a> · <a href="{}">Bookings</a> · <a href="{}">Add seating block</a> · '
+            '<a href="{}">Import layout</a> · <a href="{}">Export seats (CSV)</a>',
             seats,
             bookings,
             block,
+            layout,
+            export,
         )
 
     @admin.display(description="Seats")
@@ -297,6 +305,7 @@ class LiveStatusFilter(admin.SimpleListFilter):
             (SeatStatus.AVAILABLE.value, "Available (incl. expired holds)"),
             (SeatStatus.LOCKED.value, "Held"),
             (SeatStatus.BOOKED.value, "Booked"),
+            (SeatStatus.BLOCKED.value, "Blocked"),
             ("expired", "Expired holds not yet swept"),
         ]
 
@@ -343,7 +352,7 @@ class SeatEventInline(AuditInline):
 
 
 @admin.register(Seat)
-class SeatAdmin(admin.ModelAdmin):
+class SeatAdmin(SeatLayoutImportMixin, admin.ModelAdmin):
     list_display = ("seat", "event", "status_badge", "holder", "time_left", "booked_at", "booking_link")
     list_display_links = ("seat",)
     list_filter = (("event", admin.RelatedFieldListFilter), LiveStatusFilter)
@@ -353,9 +362,9 @@ class SeatAdmin(admin.ModelAdmin):
     list_per_page = 100
     show_full_result_count = False
     ordering = ("id",)
-    actions = ("release_holds", "book_for_holder", "cancel_bookings")
+    actions = ("release_holds", "book_for_holder", "cancel_bookings", "block_seats", "unblock_seats")
     inlines = (SeatEventInline,)
-    state_fields = ("status", "locked_by", "locked_at", "lock_expires_at", "booked_by", "booked_at")
+    state_fields = ("status", "locked_by", "locked_at", "lock_expires_at", "booked_by", "booked_at", "block_reason")
     fieldsets = (
         (None, {"fields": ("event", "label", "row", "number")}),
         ("State now", {"fields": ("status_badge", "holder", "time_left", "booking_link")}),
@@ -434,6 +443,8 @@ class SeatAdmin(admin.ModelAdmin):
             return obj.locked_by
         if live == SeatStatus.BOOKED:
             return obj.booked_by
+        if live == SeatStatus.BLOCKED:
+            return format_html('<span style="color:#888">blocked: {}</span>', obj.block_reason or "no reason given")
         if _hold_expired(obj):
             return format_html('<span style="color:#888">{} (hold expired)</span>', obj.locked_by)
         return "—"
@@ -495,6 +506,34 @@ class SeatAdmin(admin.ModelAdmin):
             done="cancelled (available again)",
         )
 
+    @admin.action(description="Block the selected seats (hold back from sale)…", permissions=["hold_for_others"])
+    def block_seats(self, request, queryset):
+        return self._confirm_and_run(
+            request,
+            queryset,
+            action="block_seats",
+            title="Block seats",
+            explain="Available seats and expired holds are held back from sale (press, technical, sight line) "
+            "until unblocked: nobody can hold or book them. Held, booked and blocked seats are skipped.",
+            run=lambda ids, form: services.seats_admin_block(
+                seat_ids=ids, reason=form.cleaned_data["reason"], actor=request.user
+            ),
+            done="blocked",
+            form_class=BlockReasonForm,
+        )
+
+    @admin.action(description="Unblock the selected seats (back on sale)", permissions=["hold_for_others"])
+    def unblock_seats(self, request, queryset):
+        return self._confirm_and_run(
+            request,
+            queryset,
+            action="unblock_seats",
+            title="Unblock seats",
+            explain="Blocked seats become available at once. Seats that are not blocked are skipped.",
+            run=lambda ids, form: services.seats_admin_unblock(seat_ids=ids, actor=request.user),
+            done="unblocked (available again)",
+        )
+
     def _confirm_and_run(self, request, queryset, *, action, title, explain, run, done, form_class=None):
         """First show what was selected and ask (and the holder, if needed); on "confirm", run it."""
         confirmed = request.POST.get("confirm") == "yes"
@@ -514,6 +553,7 @@ class SeatAdmin(admin.ModelAdmin):
             available=Count("pk", filter=is_available_now()),
             held=Count("pk", filter=hold_is_live()),
             booked=Count("pk", filter=is_booked()),
+            blocked=Count("pk", filter=is_blocked()),
         )
         sample_size = 50
         context = {

@@ -39,6 +39,16 @@ class SeatLocked(BookingError):
     default_detail = "The seat is held by someone else."
 
 
+class SeatBlocked(BookingError):
+    code, status = "seat_blocked", 409
+    default_detail = "The seat is held back by the venue and not for sale."
+
+
+class NoSeatsAvailable(BookingError):
+    code, status = "no_seats_available", 409
+    default_detail = "No free seats fit this request."
+
+
 class NotLockedByYou(BookingError):
     code, status = "not_locked_by_you", 409
     default_detail = "You do not hold this seat."

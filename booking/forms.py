@@ -127,3 +127,15 @@ class HolderForm(forms.Form):
         help_text="Who the seats are booked for: the holder id the API knows (a username or userId).",
         error_messages={"required": "Give the holder's name."},
     )
+
+
+class BlockReasonForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason",
+        max_length=200,
+        required=False,
+        help_text="Why the seats are held back (press, technical, sight line). Staff see it; the public map does not.",
+    )
+
+    def clean_reason(self) -> str:
+        return self.cleaned_data["reason"].strip()

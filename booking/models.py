@@ -34,6 +34,8 @@ class SeatStatus(models.TextChoices):
     AVAILABLE = "available", "available"
     LOCKED = "locked", "locked"
     BOOKED = "booked", "booked"
+    #: Held back by the venue (press, technical, sight line): nobody's, not for sale until unblocked.
+    BLOCKED = "blocked", "blocked"
 
 
 # --- A seat's live status -----------------------------------------------------
@@ -59,6 +61,10 @@ def is_booked(prefix: str = "") -> Q:
     return Q(**{f"{prefix}status": SeatStatus.BOOKED})
 
 
+def is_blocked(prefix: str = "") -> Q:
+    return Q(**{f"{prefix}status": SeatStatus.BLOCKED})
+
+
 def is_available_now(prefix: str = "") -> Q:
     return Q(**{f"{prefix}status": SeatStatus.AVAILABLE}) | hold_has_expired(prefix)
 
@@ -68,6 +74,7 @@ LIVE_STATUS_FILTERS = {
     "available": is_available_now,
     "locked": hold_is_live,
     "booked": is_booked,
+    "blocked": is_blocked,
 }
 
 
@@ -79,6 +86,7 @@ class SeatQuerySet(models.QuerySet):
             live_status=Case(
                 When(hold_is_live(), then=Value(SeatStatus.LOCKED.value)),
                 When(is_booked(), then=Value(SeatStatus.BOOKED.value)),
+                When(is_blocked(), then=Value(SeatStatus.BLOCKED.value)),
                 default=Value(SeatStatus.AVAILABLE.value),
                 output_field=models.CharField(),
             ),
@@ -101,6 +109,8 @@ class Seat(models.Model):
     until the sweep (or the lock that takes it) records its expiry.
     ``locked_at`` is when the current holder first took the hold; renewals
     move only ``lock_expires_at``, never past the ceiling counted from it.
+    ``rank`` orders seats for best available (lower is better); the services
+    that create seats compute it (booking/seating.py: :func:`seat_ranks`).
     """
 
     # No index of its own: seat_event_status_idx and the unique (event, label) lead with it,
@@ -119,6 +129,17 @@ class Seat(models.Model):
     # with the booking, in the audit rows). Indexed by seat_booking_idx.
     booking = models.ForeignKey(
         "Booking", null=True, blank=True, on_delete=models.RESTRICT, related_name="seats", db_index=False
+    )
+    section = models.CharField(max_length=64, blank=True, default="", help_text='Part of the venue, e.g. "Balcony".')
+    category = models.CharField(
+        max_length=32, blank=True, default="", help_text='A price level the shop maps to prices, e.g. "A".'
+    )
+    accessible = models.BooleanField(default=False, help_text="A wheelchair or companion place.")
+    rank = models.PositiveIntegerField(
+        default=0, help_text="Best available takes the lowest first: front rows, then the middle of the row."
+    )
+    block_reason = models.CharField(
+        max_length=200, blank=True, default="", help_text="Why a blocked seat is held back."
     )
     version = models.PositiveBigIntegerField(
         default=0,
@@ -152,6 +173,22 @@ class Seat(models.Model):
                 name="seat_available_has_no_holder",
                 condition=~Q(status=SeatStatus.AVAILABLE) | (Q(locked_by="") & Q(booked_by="")),
             ),
+            # A blocked seat is nobody's: no holder, no booking, no hold times.
+            models.CheckConstraint(
+                name="seat_blocked_has_no_holder",
+                condition=~Q(status=SeatStatus.BLOCKED)
+                | (
+                    Q(locked_by="")
+                    & Q(booked_by="")
+                    & Q(locked_at__isnull=True)
+                    & Q(lock_expires_at__isnull=True)
+                    & Q(booked_at__isnull=True)
+                ),
+            ),
+            # Only a blocked seat has a reason for it.
+            models.CheckConstraint(
+                name="seat_block_reason_only_blocked", condition=Q(status=SeatStatus.BLOCKED) | Q(block_reason="")
+            ),
         ]
         indexes = [
             # The seat map and per-event counts.
@@ -165,6 +202,20 @@ class Seat(models.Model):
             models.Index(fields=["booked_by", "event"], name="seat_booker_idx", condition=Q(status=SeatStatus.BOOKED)),
             # A booking's seats.
             models.Index(fields=["booking"], name="seat_booking_idx", condition=Q(booking__isnull=False)),
+            # Best available: an event's free seats (and holds that may have run out) by rank,
+            # with or without a category (booking/services/best_available.py).
+            models.Index(
+                fields=["event", "rank"],
+                name="seat_best_idx",
+                condition=Q(status__in=[SeatStatus.AVAILABLE, SeatStatus.LOCKED]),
+            ),
+            models.Index(
+                fields=["event", "category", "rank"],
+                name="seat_best_category_idx",
+                condition=Q(status__in=[SeatStatus.AVAILABLE, SeatStatus.LOCKED]),
+            ),
+            # Best available judges adjacency on whole rows: a row's seats, in number order.
+            models.Index(fields=["event", "section", "row", "number"], name="seat_row_idx"),
         ]
         permissions = [("hold_for_others", "Can hold, book and release seats for any holder")]
 
@@ -208,6 +259,8 @@ class SeatAction(models.TextChoices):
     ADMIN_RELEASED = "admin_released", "released by admin"
     ADMIN_BOOKED = "admin_booked", "booked by admin"
     ADMIN_CANCELLED = "admin_cancelled", "booking cancelled by admin"
+    BLOCKED = "blocked", "blocked"
+    UNBLOCKED = "unblocked", "unblocked"
 
 
 #: The audit actions that put a seat into a booking, and that take it out again.

@@ -17,7 +17,8 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.generic import RedirectView
 
-from . import converters  # noqa: F401  (registers the <id:...> converter)
+from . import conf, converters  # noqa: F401  (converters registers the <id:...> converter)
+from .permissions import HOLD_FOR_OTHERS
 from .selectors import event_detail, event_list
 
 
@@ -37,13 +38,19 @@ def seat_map(request: HttpRequest, event_id: int) -> HttpResponse:
     if event is None:
         return render(request, "booking/not_found.html", {"event_id": event_id}, status=404)
     user = request.user
+    # The box office's controls are only a convenience: the API checks the permission on every write.
+    box_office = user.is_authenticated and user.has_perm(HOLD_FOR_OTHERS)
     config = {
         "event": event,
         "socketPath": f"/ws/events/{event_id}/",
         "api": "/api",
         "user": user.get_username() if user.is_authenticated else None,
+        "boxOffice": box_office,
+        "maxHolds": conf.max_holds(),
     }
-    return render(request, "booking/seat_map.html", {"event": _for_page(event), "config": config})
+    return render(
+        request, "booking/seat_map.html", {"event": _for_page(event), "config": config, "box_office": box_office}
+    )
 
 
 class FaviconView(RedirectView):

@@ -7,7 +7,20 @@ from typing import Any
 
 #: Columns a seat payload is built from: ``Seat.objects.with_live_status().values_list(*SEAT_COLUMNS)``.
 #: The status and expiry are the live ones (an expired hold reads as available, with no expiry).
-SEAT_COLUMNS = ("id", "event_id", "label", "row", "number", "live_status", "live_expires_at", "version")
+#: Never a holder or a block reason: the public map shows only whether a seat is for sale.
+SEAT_COLUMNS = (
+    "id",
+    "event_id",
+    "label",
+    "section",
+    "row",
+    "number",
+    "category",
+    "accessible",
+    "live_status",
+    "live_expires_at",
+    "version",
+)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -32,13 +45,16 @@ def seat_payloads(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
             "id": seat_id,
             "event": event_id,
             "label": label,
+            "section": section,
             "row": row,
             "number": number,
+            "category": category,
+            "accessible": accessible,
             "status": status,
             "lockExpiresAt": iso(expires) if expires is not None else None,
             "version": version,
         }
-        for seat_id, event_id, label, row, number, status, expires, version in rows
+        for seat_id, event_id, label, section, row, number, category, accessible, status, expires, version in rows
     ]
 
 

@@ -1,7 +1,7 @@
 """Row ranges for seating blocks: ``A-J``, ``AA-AZ``, ``A`` or ``1-12``."""
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 MAX_ROWS = 2000
 MAX_SEATS_PER_ROW = 2000
@@ -55,3 +55,45 @@ def validate_seats_per_row(count: int) -> int:
 def seat_label(row: str, number: int) -> str:
     """``A7``; for a numbered row a dash keeps labels apart (row 1 seat 11 is ``1-11``, row 11 seat 1 ``11-1``)."""
     return f"{row}-{number}" if row[-1:].isdigit() else f"{row}{number}"
+
+
+# --- Rank: the default order of best available ------------------------------------
+#
+# Lower is better: front rows first, then nearest the middle of the row. A row's
+# position weighs RANK_ROW_STEP, more than any distance from the middle (counted in
+# half seats, so a row with an even count has two equal middles and stays integer).
+
+RANK_ROW_STEP = 10_000
+
+
+def row_order_key(row: str) -> tuple[int, int, str]:
+    """The front-to-back order of row names: 1, 2 … 10; A … Z, AA …; anything else by its text."""
+    name = row.strip().upper()
+    if name.isdigit():
+        return (0, int(name), "")
+    if name.isalpha() and name.isascii():
+        return (1, _letters_to_index(name), "")
+    return (2, 0, name)
+
+
+def seat_rank(row_position: int, number: int, first_number: int, last_number: int) -> int:
+    """The rank of seat ``number`` in the ``row_position``-th row (0 is the front) of numbers first..last."""
+    from_middle = abs(2 * number - (first_number + last_number))
+    return row_position * RANK_ROW_STEP + min(from_middle, RANK_ROW_STEP - 1)
+
+
+def seat_ranks(seats: Sequence[tuple[str, str, int]]) -> list[int]:
+    """Default ranks for ``(section, row, number)`` seats, in their order: each section's rows
+    front to back by :func:`row_order_key`, the middle of a row between its lowest and highest number."""
+    rows_of: dict[str, set[str]] = {}
+    span: dict[tuple[str, str], tuple[int, int]] = {}
+    for section, row, number in seats:
+        rows_of.setdefault(section, set()).add(row)
+        low, high = span.get((section, row), (number, number))
+        span[(section, row)] = (min(low, number), max(high, number))
+    position = {
+        (section, row): index
+        for section, rows in rows_of.items()
+        for index, row in enumerate(sorted(rows, key=row_order_key))
+    }
+    return [seat_rank(position[(s, r)], n, *span[(s, r)]) for s, r, n in seats]

@@ -28,6 +28,7 @@ from .models import (
     WebhookDelivery,
     hold_is_live,
     is_available_now,
+    is_blocked,
     is_booked,
 )
 from .representations import BOOKING_COLUMNS, SEAT_COLUMNS, booking_payload, iso, seat_payloads
@@ -114,6 +115,7 @@ def event_status_counts(prefix: str = "seats__") -> dict[str, Count]:
         "available": Count("seats", filter=is_available_now(prefix)),
         "locked": Count("seats", filter=hold_is_live(prefix)),
         "booked": Count("seats", filter=is_booked(prefix)),
+        "blocked": Count("seats", filter=is_blocked(prefix)),
     }
 
 
@@ -125,7 +127,7 @@ def _event_payload(row: Mapping[str, Any]) -> dict[str, Any]:
         "holdSeconds": row["hold_seconds"],
     }
     if "available" in row:
-        counts = {key: row[key] for key in ("available", "locked", "booked")}
+        counts = {key: row[key] for key in ("available", "locked", "booked", "blocked")}
         payload["seatCount"] = sum(counts.values())
         payload["counts"] = counts
     return payload

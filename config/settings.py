@@ -100,6 +100,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    # The admin's seat import with a preview (booking/admin_layouts.py).
+    "import_export",
     "booking",
 ]
 
@@ -242,8 +244,10 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 # With REDIS_URL every app server, the Celery worker and the admin reach every
 # client. RedisChannelLayer rather than RedisPubSubChannelLayer: it is the
 # stable, documented layer, and its per-channel queues are bounded (capacity,
-# expiry) so a slow client cannot grow Redis. Sync code (the WSGI server's
-# threads, Celery) publishes through booking/live.py's publisher thread.
+# expiry). Only each live process's feed of an event is a group member, not
+# each socket (booking/live_feed.py), so a push costs Redis one message per
+# event and process. Sync code (the WSGI server's threads, Celery) publishes
+# through booking/live.py's publisher thread.
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -255,6 +259,9 @@ if REDIS_URL:
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="booking"),
                 "capacity": 1000,
                 "expiry": 30,
+                # Each live process's feed of an event renews its membership every minute
+                # (booking/live_feed.py): a process that died leaves none behind for long.
+                "group_expiry": 300,
             },
         },
     }

@@ -6,7 +6,8 @@ load check's rounds with one endpoint subscribed to everything, delivered by the
 Procfile's webhooks: worker to the benchmark's receiver; the contended run, the
 seat map, the sweep) in seconds, and checks that every figure came out, that
 each contended seat was sold exactly once and that every webhook message written
-reached the receiver. The figures themselves are not judged here: they mean
+reached the receiver; the watchers check with a few live watchers of a small
+event, every one ending with every seat's version in the database. The figures themselves are not judged here: they mean
 something only on a quiet machine at full size (docs/benchmark.md).
 """
 
@@ -24,6 +25,7 @@ from .processes import BIN, REPO, child_env
 
 CLIENTS, ROUNDS = 4, 2
 BROKER_DB = 15  # the webhook load check's Celery broker: a Redis database of this test's own
+WATCHERS, WATCH_SEATS = 3, 500
 
 
 def other_webhook_rows():
@@ -70,12 +72,18 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
             "--warmup=1",
             "--contended-seats=30",
             "--map-seats=2000",
+            "--best-seats=2000",
             "--sweep-holds=2000",
             f"--workdir={tmp_path / 'work'}",
             f"--json={report_path}",
             "--server-env=LOG_LEVEL=WARNING",
             f"--webhook-broker-url={redis_url().rsplit('/', 1)[0]}/{BROKER_DB}",
             "--webhook-drain=20",
+            f"--watchers={WATCHERS}",
+            f"--watch-seats={WATCH_SEATS}",
+            "--watch-duration=2",
+            "--watch-drain=1",
+            f"--watch-redis-url={redis_url()}",  # the live process's channel layer: this test run's Redis
         ],
         cwd=REPO,
         env=child_env(),
@@ -93,7 +101,10 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         "bookings + webhooks",
         "webhook load check",
         "ratio with/without",
+        "watchers check",
         "seat map",
+        "best available",
+        "holds/s",
         "sweep",
     ):
         assert line in done.stdout, line
@@ -196,8 +207,46 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
     assert set(WebhookMessage.objects.values_list("msg_id", flat=True)) == {"msg_smoke_theirs", "msg_smoke_shared"}
     assert WebhookDelivery.objects.count() == WebhookDelivery.objects.filter(endpoint=theirs).count() == 2
 
+    # The watchers check: W live watchers (the Procfile's live: process) while the clients book,
+    # against a round without; every watcher ended with every seat's version in the database.
+    watch = report["watchers"]
+    assert watch["counts"] == [WATCHERS] and len(watch["rounds"]) == 1 and watch["watched_event_seats"] == WATCH_SEATS
+    assert "daphne" in watch["live_command"] and watch["layer"] == redis_url()
+    entry = watch["rounds"][0]
+    seen = entry["watch"]
+    assert entry["watchers"] == WATCHERS and entry["connect"]["connected"] == WATCHERS == seen["with_snapshot"]
+    assert entry["connect"]["failed"] == 0 and entry["connect"]["snapshot_seconds"] > 0
+    for kind in ("with", "without"):
+        assert entry[kind]["bookings"] > 0 and set(entry[kind]["lock"]["statuses"]) == {"200"}, entry[kind]
+    assert entry["ratio"] == round(entry["with"]["bookings_per_second"] / entry["without"]["bookings_per_second"], 3)
+    assert seen["all_final"] and seen["seats"] == WATCH_SEATS and seen["watchers_not_final"] == 0, seen
+    assert watch["all_final"] and report["targets"]["watchers_all_final"]["met"]
+    # Every seat state the watchers got has its change's database time from the load client's
+    # answers, and arrived after it (the same clock: PostgreSQL runs on this machine).
+    assert seen["changes_recorded"] >= seen["changes_in_frames"] > 0 and seen["states_of_unknown_time"] == 0
+    lag = seen["lag_ms"]
+    assert lag["count"] == seen["states_measured"] == WATCHERS * seen["changes_in_frames"]
+    assert 0 <= lag["min"] <= lag["p50"] <= lag["p99"] <= lag["max"], lag
+    assert seen["frames_per_second"] > 0 and seen["resyncs"] == 0 and seen["distinct_frames"] > 0
+    assert entry["live_memory_end"]["peak_mb"] > 0 and entry["live_cpu_share_of_one_core"] > 0
+    assert entry["watch_client_cpu_share_of_one_core"] is not None
+    assert (
+        entry["with"]["cpu"]["cpu_seconds"]["live"] is not None
+        and "watch_client" in entry["with"]["cpu"]["cpu_seconds"]
+    )
+
     contended = report["contended"]
     assert contended["seats"] == 30 and contended["sold_once"], contended["problems"]
+
+    best = report["best_available"]  # holds/s of 2 together, beside the named-seat locks
+    assert best["seats"] == 2000 and best["quantity"] == 2 and best["clients"] == CLIENTS
+    assert best["holds"] > 0 and best["holds_per_second"] > 0
+    assert best["lock"]["p50_ms"] is not None and best["lock"]["p99_ms"] >= best["lock"]["p50_ms"]
+    assert set(best["lock"]["statuses"]) <= {"200", "409"}, best["lock"]
+    assert set(best["confirm"]["statuses"]) == {"200"}, best["confirm"]
+    assert best["named_lock_p99_ms"] == report["bookings"]["lock"]["p99_ms"]
+    assert best["sold_once"] and best["not_together"] == 0 and not best["errors"], best
+    assert best["taken_in_database"] >= 2 * best["holds"]
 
     assert report["sweep"]["released"] == 2000 and report["sweep"]["seconds"] > 0
     assert report["seat_map"]["seats"] == 2000 and report["seat_map"]["server_ms_median"] is not None
@@ -207,8 +256,13 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
         "sweep_seconds",
         "seat_map_server_ms",
         "contended_sold_once",
+        "best_available_sold_once",
+        "best_available_together",
         "webhooks_ratio",
         "webhooks_all_received",
+        "watchers_ratio",
+        "watchers_lag_p99_ms",
+        "watchers_all_final",
     }
     assert report["targets"]["webhooks_ratio"]["target"] == ">= 0.9"
     assert report["targets"]["webhooks_all_received"]["met"]
@@ -259,3 +313,51 @@ def test_the_docs_show_the_pgbench_script_that_runs():
     from bench import pgbench
 
     assert pgbench.SCRIPT in (REPO / "docs" / "benchmark.md").read_text()
+
+
+def test_the_watch_client_folds_final_states_and_lags_from_the_shared_frames():
+    """The watchers check's figures, from frames kept once for all the watchers: a watcher that
+    missed the last change is not final, one that resynced is final from its fresh snapshot, and
+    each seat state's lag is its arrival at each watcher minus its change's database time."""
+    from bench import watchclient, watchers
+
+    def snapshot(versions: list[int]) -> bytes:
+        rows = [[seat, f"A{seat}", "available", None, version] for seat, version in enumerate(versions, 1)]
+        frame = {"type": "snapshot", "parts": 1, "part": 0, "columns": ["id", "label", "status", "x", "version"]}
+        return json.dumps({**frame, "now": str(versions), "rows": rows}).encode()
+
+    def seats(*states: tuple[int, int]) -> bytes:
+        return json.dumps({"type": "seats", "seats": [{"id": i, "version": v} for i, v in states]}).encode()
+
+    first, fresh = snapshot([0, 0, 0]), snapshot([2, 2, 0])
+    a, b = seats((1, 1), (2, 2)), seats((1, 2))
+    client = watchclient.Client("ws://unused", "http://unused", 3)
+    arrivals = {
+        0: [(first, 100.0), (a, 100.25), (b, 101.0)],  # everything
+        1: [(first, 100.0), (a, 100.25), (watchclient.RESYNC_TEXT, 100.5), (fresh, 100.75)],  # resynced
+        2: [(first, 100.0), (a, 100.25)],  # missed b
+    }
+    for n, frames in arrivals.items():
+        watcher = client.watchers[n]
+        watcher.snapshot_at = 100.0
+        for text, at in frames:
+            watcher.frames.append(client.frames.intern(text))
+            watcher.arrivals.append(at)
+    # The load client's answers: a lock (its database time = expiry - hold), a confirm, a lock.
+    answers = [
+        json.dumps({"seats": [{"id": 1, "version": 1, "lockExpiresAt": "1970-01-01T00:02:40Z"}]}).encode(),
+        json.dumps(
+            {"seats": [], "booking": {"createdAt": "1970-01-01T00:01:40.125Z", "seats": [{"id": 2, "version": 2}]}}
+        ),
+        json.dumps({"seats": [{"id": 1, "version": 2, "lockExpiresAt": "1970-01-01T00:02:40.5Z"}]}).encode(),
+    ]
+    changes = watchers.change_times(answers, hold_seconds=60)
+    assert changes == [(1, 1, 100.0), (2, 2, 100.125), (1, 2, 100.5)]
+    out = watchclient.result(client, {"versions": {"1": 2, "2": 2, "3": 0}, "changes": changes, "window": [99, 102]})
+
+    assert not out["all_final"] and out["watchers_not_final"] == 1 and out["seat_states_not_final"] == 1
+    assert out["resyncs"] == 1 and out["distinct_frames"] == 5 and out["frames_received"] == 9
+    assert out["changes_recorded"] == 3 == out["changes_in_frames"] and out["states_of_unknown_time"] == 0
+    # Frame a at 100.25 to three watchers (seat 1: 250 ms, seat 2: 125 ms), frame b at 101.0 to one (500 ms).
+    assert out["lag_ms"] == {"count": 7, "min": 125, "p50": 250, "p99": 500, "max": 500}
+    assert out["frames_in_window"] == 9 and out["frames_per_second"] == 3.0

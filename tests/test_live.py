@@ -18,7 +18,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import connections
 
-from booking import consumers
+from booking import consumers, live_feed
 from booking.errors import SeatLocked
 from booking.live import event_group_name
 from booking.models import Seat
@@ -61,18 +61,33 @@ async def watching(event_id: int) -> AsyncIterator[tuple[WebsocketCommunicator, 
     connected, _ = await communicator.connect(timeout=5)
     assert connected
     try:
-        snapshot = await communicator.receive_json_from(timeout=5)
-        assert snapshot["type"] == "snapshot"
-        yield communicator, snapshot
+        yield communicator, await receive_snapshot(communicator)
     finally:
         await communicator.disconnect()
 
 
+async def receive_snapshot(communicator: WebsocketCommunicator) -> dict:
+    """The snapshot's parts, put together: its seats as the API's seat objects."""
+    seats: list[dict] = []
+    parts: list[dict] = []
+    while True:
+        part = await communicator.receive_json_from(timeout=10)
+        assert part["type"] == "snapshot", part
+        assert set(part) == {"type", "event", "now", "part", "parts", "columns", "rows"}
+        assert part["part"] == len(parts)
+        parts.append(part)
+        first = parts[0]
+        seats += [{"event": part["event"], **dict(zip(part["columns"], row, strict=True))} for row in part["rows"]]
+        if part["part"] + 1 == part["parts"]:
+            return {"type": "snapshot", "event": first["event"], "now": first["now"], "seats": seats}
+
+
 async def next_seat(communicator: WebsocketCommunicator) -> dict:
     message = await communicator.receive_json_from(timeout=3)
-    assert message["type"] == "seat", message
-    assert set(message) == {"type", "seat"}
-    return message["seat"]
+    assert message["type"] == "seats", message
+    assert set(message) == {"type", "seats"}
+    (seat,) = message["seats"]
+    return seat
 
 
 def parse(value: str) -> datetime:
@@ -90,8 +105,11 @@ async def test_connect_sends_the_whole_seat_map_once(event, seat_ids):
             "id": seat_ids[0],
             "event": event.id,
             "label": "A1",
+            "section": "",
             "row": "A",
             "number": 1,
+            "category": "",
+            "accessible": False,
             "status": "available",
             "lockExpiresAt": None,
             "version": 0,
@@ -203,7 +221,7 @@ async def test_a_change_during_the_snapshot_read_is_neither_lost_nor_sent_stale(
     before the read is in the snapshot and its queued push is dropped (same
     version); a change committed just after the read is pushed."""
     a1, a2 = seat_ids[:2]
-    read = consumers.event_seat_snapshot
+    read = live_feed.event_seat_snapshot
 
     def racing_read(*, event_id):
         seats_lock(seat_ids=[a1], holder="alice")  # committed before the read
@@ -211,7 +229,7 @@ async def test_a_change_during_the_snapshot_read_is_neither_lost_nor_sent_stale(
         seats_lock(seat_ids=[a2], holder="bob")  # committed after the read
         return snapshot
 
-    monkeypatch.setattr(consumers, "event_seat_snapshot", racing_read)
+    monkeypatch.setattr(live_feed, "event_seat_snapshot", racing_read)
     async with watching(event.id) as (communicator, snapshot):
         by_id = {seat["id"]: seat for seat in snapshot["seats"]}
         assert (by_id[a1]["status"], by_id[a1]["version"]) == ("locked", 1)
@@ -233,9 +251,12 @@ async def test_an_older_state_than_the_client_has_is_dropped(event, seat_ids):
         assert newer["version"] == 1
 
 
-async def test_client_messages_are_ignored(event, seat_ids):
+async def test_client_messages_but_acks_are_ignored(event, seat_ids):
     async with watching(event.id) as (communicator, _):
         await communicator.send_to(text_data="not json {")
+        await communicator.send_to(text_data='{"ack": "many"}')
+        await communicator.send_to(text_data='{"ack": 1}' + " " * 100)
+        await communicator.send_to(bytes_data=b"\x00\xff")
         await communicator.send_json_to({"type": "lock", "seatId": seat_ids[0]})
         assert await communicator.receive_nothing(QUIET)
         await in_db(seats_lock, seat_ids=[seat_ids[0]], holder="alice")
@@ -260,3 +281,52 @@ async def test_a_foreign_origin_is_refused(event):
     )
     connected, _ = await communicator.connect(timeout=5)
     assert not connected
+
+
+async def test_the_changes_of_one_round_leave_in_one_frame_newest_version_each(event, seat_ids, monkeypatch):
+    monkeypatch.setattr(live_feed, "ROUND_SECONDS", 1.0)  # a round that surely holds all the sends below
+    async with watching(event.id) as (communicator, snapshot):
+        layer, group = get_channel_layer(), event_group_name(event.id)
+        seats = {seat["id"]: seat for seat in snapshot["seats"]}
+        for version in (1, 2, 3):  # pushes from several processes in one round, out of order too
+            for seat_id in reversed(seat_ids[:5]):
+                await layer.group_send(
+                    group, {"type": "seats.changed", "seats": [{**seats[seat_id], "version": version}]}
+                )
+        await layer.group_send(group, {"type": "seats.changed", "seats": [{**seats[seat_ids[0]], "version": 2}]})
+        frame = await communicator.receive_json_from(timeout=3)
+        assert frame["type"] == "seats"
+        assert sorted((seat["id"], seat["version"]) for seat in frame["seats"]) == [(pk, 3) for pk in seat_ids[:5]]
+        assert await communicator.receive_nothing(QUIET)
+
+
+async def test_a_client_that_falls_behind_is_told_to_resync_and_reconnects_to_the_right_state(
+    event, seat_ids, monkeypatch
+):
+    monkeypatch.setattr(consumers, "MAX_UNACKED", 3)
+    communicator = WebsocketCommunicator(application, f"/ws/events/{event.id}/", headers=[ORIGIN])
+    assert (await communicator.connect(timeout=5))[0]
+    await receive_snapshot(communicator)  # one frame, never acknowledged
+    for seat_id in seat_ids[:2]:
+        await in_db(seats_lock, seat_ids=[seat_id], holder="alice")
+        assert (await next_seat(communicator))["id"] == seat_id
+    await in_db(seats_lock, seat_ids=[seat_ids[2]], holder="alice")  # a 4th frame would exceed the bound
+    assert await communicator.receive_json_from(timeout=3) == {"type": "resync"}
+    assert await communicator.receive_output(timeout=3) == {"type": "websocket.close", "code": consumers.CLOSE_RESYNC}
+    await communicator.wait()
+    await in_db(seats_lock, seat_ids=[seat_ids[3]], holder="alice")  # while it reconnects
+    async with watching(event.id) as (_, snapshot):
+        statuses = {seat["id"]: seat["status"] for seat in snapshot["seats"]}
+        assert [statuses[pk] for pk in seat_ids[:5]] == ["locked"] * 4 + ["available"]
+
+
+async def test_a_client_that_acknowledges_is_never_told_to_resync(event, seat_ids, monkeypatch):
+    monkeypatch.setattr(consumers, "MAX_UNACKED", 3)
+    async with watching(event.id) as (communicator, _):
+        received = 1
+        for seat_id in seat_ids[:8]:
+            await communicator.send_to(text_data=f'{{"ack": {received}}}')
+            await in_db(seats_lock, seat_ids=[seat_id], holder="alice")
+            assert (await next_seat(communicator))["id"] == seat_id
+            received += 1
+        assert await communicator.receive_nothing(QUIET)

@@ -93,9 +93,10 @@ def test_a_lock_through_another_server_reaches_the_client_within_a_second(
                 answered = time.monotonic()
                 assert response.status_code == 200, response.text
                 arrived, message = listener.next(timeout=5)
-                assert message["type"] == "seat"
-                assert (message["seat"]["id"], message["seat"]["status"]) == (seat_id, "locked")
-                assert message["seat"]["version"] == response.json()["seats"][0]["version"]
+                assert message["type"] == "seats"
+                (seat,) = message["seats"]
+                assert (seat["id"], seat["status"]) == (seat_id, "locked")
+                assert seat["version"] == response.json()["seats"][0]["version"]
                 assert arrived - answered < WITHIN, f"the push came {arrived - answered:.3f}s after the answer"
     finally:
         web.stop()
@@ -113,7 +114,7 @@ def test_the_worker_sweep_reaches_the_client(shared_env, live_server_url, make_e
             # The sweep runs every second: the release comes within a sweep interval (+1 s) of the expiry.
             arrived, message = listener.next(timeout=10)
             arrived_wall = time.time() - (time.monotonic() - arrived)
-            assert message["type"] == "seat"
-            assert (message["seat"]["id"], message["seat"]["status"]) == (seat_id, "available")
+            assert message["type"] == "seats"
+            assert [(seat["id"], seat["status"]) for seat in message["seats"]] == [(seat_id, "available")]
             assert arrived_wall - expires < 1.0 + 1.0 + WITHIN, worker.output
             assert "released: hold by alice expired" in worker.output

@@ -22,7 +22,19 @@ def test_lock_holds_a_free_seat_and_reports_the_database_expiry(alice, seat_ids)
     assert payload["id"] == seat_ids[0]
     assert payload["status"] == "locked"
     assert payload["lockExpiresAt"] == body["lockExpiresAt"]
-    assert set(payload) == {"id", "event", "label", "row", "number", "status", "lockExpiresAt", "version"}
+    assert set(payload) == {
+        "id",
+        "event",
+        "label",
+        "section",
+        "row",
+        "number",
+        "category",
+        "accessible",
+        "status",
+        "lockExpiresAt",
+        "version",
+    }
     row = seat(seat_ids[0])
     assert (row.status, row.locked_by) == ("locked", "alice")
     assert row.lock_expires_at - row.locked_at == timedelta(seconds=60)

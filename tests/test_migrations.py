@@ -75,3 +75,35 @@ def test_every_seat_booked_before_the_migration_has_a_booking_after_it(at_the_sc
     assert len({b.reference for b in Booking.objects.all()}) == 3
     assert NewSeat.objects.get(pk=free.pk).booking is None
     assert NewSeat.objects.get(pk=held.pk).booking is None
+
+
+def test_seats_made_before_venue_fields_get_the_default_rank_and_a_blocked_seat_has_no_holder():
+    from django.db import IntegrityError, transaction
+
+    executor = MigrationExecutor(connection)
+    before = [("booking", "0012_seat_map_version")]
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps
+        Event, Seat = old.get_model("booking", "Event"), old.get_model("booking", "Seat")
+        event = Event.objects.create(name="Old", starts_at=timezone.now() + timedelta(days=3), hold_seconds=60)
+        for row in ("B", "A", "AA"):
+            for number in range(1, 5):
+                Seat.objects.create(event=event, label=f"{row}{number}", row=row, number=number)
+        call_command("migrate", verbosity=0)
+
+        from booking.models import Seat as NewSeat
+
+        rank = dict(NewSeat.objects.filter(event_id=event.pk).values_list("label", "rank"))
+        assert rank["A2"] == rank["A3"] < rank["A1"] == rank["A4"] < rank["B2"] < rank["AA2"]
+        assert set(NewSeat.objects.filter(event_id=event.pk).values_list("section", "category", "accessible")) == {
+            ("", "", False)
+        }
+        seat = NewSeat.objects.get(event_id=event.pk, label="A1")
+        with pytest.raises(IntegrityError), transaction.atomic():
+            NewSeat.objects.filter(pk=seat.pk).update(status="blocked", locked_by="alice")
+        with pytest.raises(IntegrityError), transaction.atomic():
+            NewSeat.objects.filter(pk=seat.pk).update(block_reason="press")  # only a blocked seat has a reason
+        NewSeat.objects.filter(pk=seat.pk).update(status="blocked", block_reason="press")
+    finally:
+        call_command("migrate", verbosity=0)

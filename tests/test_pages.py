@@ -31,6 +31,7 @@ def test_seat_map_for_an_anonymous_visitor_offers_sign_in(event):
     html = response.content.decode()
     assert f"/accounts/login/?next=/events/{event.id}/" in html
     assert 'id="confirm"' not in html and 'id="my-bookings"' not in html
+    assert 'id="best-form"' not in html and 'id="box-office"' not in html
     config = page_config(response)
     assert config["user"] is None
     assert config["socketPath"] == f"/ws/events/{event.id}/"
@@ -50,9 +51,27 @@ def test_seat_map_for_a_signed_in_person_has_the_hold_controls(event, make_user)
     html = response.content.decode()
     assert 'id="confirm"' in html and 'id="release"' in html and 'id="countdown"' in html
     assert 'id="my-bookings"' in html and 'id="booking-list"' in html  # filled from /api/me/bookings
-    assert page_config(response)["user"] == "alice"
+    assert 'id="best-form"' in html and 'id="best-quantity"' in html  # best available, for anyone signed in
+    assert 'id="box-office"' not in html and 'id="customer"' not in html  # a buyer never sees the box office
+    config = page_config(response)
+    assert config["user"] == "alice" and config["boxOffice"] is False
+    assert config["maxHolds"] == 10  # the quantity select's 1 … BOOKING_MAX_HOLDS
     assert client.post("/accounts/logout/").status_code == 302
     assert page_config(client.get(f"/events/{event.id}/"))["user"] is None
+
+
+def test_seat_map_for_the_box_office_has_the_walk_in_and_block_controls(event, make_user, settings):
+    make_user("boxoffice", hold_for_others=True, password="secret-box-1")
+    settings.BOOKING_MAX_HOLDS = 6
+    client = Client()
+    assert client.login(username="boxoffice", password="secret-box-1")
+    response = client.get(f"/events/{event.id}/")
+    html = response.content.decode()
+    for control in ("box-office", "box-office-mode", "customer", "block-reason", "best-form"):
+        assert f'id="{control}"' in html, control
+    assert 'name="click-mode" value="block"' in html
+    config = page_config(response)
+    assert config["boxOffice"] is True and config["user"] == "boxoffice" and config["maxHolds"] == 6
 
 
 def test_unknown_event_page_is_an_html_404(db):

@@ -33,7 +33,7 @@ def test_event_list_and_detail_with_counts(anonymous, alice, event, seat_ids):
     listed = anonymous.get("/api/events").json()
     assert [(e["id"], e["name"], e["holdSeconds"]) for e in listed] == [(event.pk, "Concert", 60)]
     detail = anonymous.get(f"/api/events/{event.pk}").json()
-    assert detail["counts"] == {"available": 27, "locked": 2, "booked": 1}
+    assert detail["counts"] == {"available": 27, "locked": 2, "booked": 1, "blocked": 0}
     assert detail["seatCount"] == 30
     assert detail["startsAt"].endswith("Z")
 
@@ -42,7 +42,7 @@ def test_expired_holds_read_as_available_and_are_released_by_the_read(anonymous,
     post(alice, "/api/lock", {"seatIds": seat_ids[:2]})
     expire_hold(seat_ids[0])
     detail = anonymous.get(f"/api/events/{event.pk}").json()
-    assert detail["counts"] == {"available": 29, "locked": 1, "booked": 0}
+    assert detail["counts"] == {"available": 29, "locked": 1, "booked": 0, "blocked": 0}
     seat_map = {s["id"]: s for s in anonymous.get(f"/api/events/{event.pk}/seats").json()}
     assert seat_map[seat_ids[0]]["status"] == "available"
     assert seat_map[seat_ids[0]]["lockExpiresAt"] is None

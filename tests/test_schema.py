@@ -22,6 +22,8 @@ def test_every_endpoint_is_documented(anonymous):
         "/api/lock",
         "/api/confirm",
         "/api/unlock",
+        "/api/block",
+        "/api/unblock",
         "/api/me/seats",
         "/api/me/bookings",
         "/api/bookings/{reference}",
@@ -43,11 +45,14 @@ def test_every_endpoint_is_documented(anonymous):
                 "seat_not_found",
                 "seat_booked",
                 "seat_locked",
+                "seat_blocked",
                 "too_many_holds",
+                "no_seats_available",
                 "throttled",
                 "busy",
             },
         ),
+        ("/api/block", {"invalid", "forbidden", "seat_not_found", "seat_booked", "seat_locked", "busy"}),
         ("/api/confirm", {"invalid", "seat_booked", "hold_expired", "not_locked_by_you", "busy"}),
         ("/api/unlock", {"invalid", "seat_booked", "not_locked_by_you", "busy"}),
         (
@@ -64,11 +69,26 @@ def test_every_error_code_is_documented(anonymous, path, codes):
         assert code in text
 
 
-@pytest.mark.parametrize("path", ["/api/lock", "/api/confirm", "/api/unlock", "/api/bookings/{reference}/cancel"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/lock", "/api/confirm", "/api/unlock", "/api/block", "/api/unblock", "/api/bookings/{reference}/cancel"],
+)
 def test_every_write_documents_the_idempotency_key_and_a_replay(anonymous, path):
     operation = schema(anonymous)["paths"][path]["post"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"])
     assert "Idempotent-Replayed" in operation["responses"]["200"]["headers"]
+
+
+def test_the_lock_documents_both_bodies_named_seats_and_best_available(anonymous):
+    document = schema(anonymous)
+    body = document["paths"]["/api/lock"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    forms = document["components"]["schemas"][body["$ref"].split("/")[-1]]["oneOf"]
+    properties = [set(document["components"]["schemas"][f["$ref"].split("/")[-1]]["properties"]) for f in forms]
+    assert {"seatId", "seatIds", "userId"} in properties
+    assert {"event", "quantity", "category", "section", "together", "accessible", "userId"} in properties
+    seat = document["components"]["schemas"]["Seat"]["properties"]
+    assert {"section", "category", "accessible"} <= set(seat)
+    assert "blocked" in yaml.safe_dump(seat["status"]) or "blocked" in yaml.safe_dump(document["components"])
 
 
 def test_the_booking_reads_are_documented(anonymous):

@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from .. import conf
 from ..conf import MAX_IDS_PER_REQUEST
 from ..holders import HOLDER_MAX_LENGTH, validate_holder
 from ..models import SeatStatus
@@ -27,6 +28,15 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be a JSON boolean."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
 
 
 def _seat_id_field(**kwargs) -> StrictIntegerField:
@@ -62,6 +72,66 @@ class SeatsRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError("seatIds has duplicates.")
         attrs["seat_ids"] = ids
         return attrs
+
+
+class BestAvailableRequestSerializer(serializers.Serializer):
+    """Lock's second body: the best ``quantity`` free seats of ``event`` (booking/seat_choice.py)."""
+
+    event = _seat_id_field(help_text="The event's id.")
+    quantity = StrictIntegerField(min_value=1, help_text="How many seats, 1 to BOOKING_MAX_HOLDS (10): all or none.")
+    category = StrictCharField(
+        required=False, max_length=32, allow_blank=True, help_text="Only seats of this category (price level)."
+    )
+    section = StrictCharField(required=False, max_length=64, allow_blank=True, help_text="Only seats of this section.")
+    together = StrictBooleanField(
+        required=False,
+        default=True,
+        help_text="Consecutive numbers in one row of one section (a gap in the numbers is an aisle). Default true.",
+    )
+    accessible = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="True: the seats include at least one accessible place (the rest its companions). "
+        "False (default): no accessible place is given.",
+    )
+    userId = StrictCharField(
+        required=False,
+        max_length=150,
+        allow_blank=False,
+        help_text="The holder; must be the caller's username unless the caller may hold for others.",
+    )
+
+    def validate_quantity(self, quantity: int) -> int:
+        if quantity > conf.max_holds():
+            raise serializers.ValidationError(f"At most {conf.max_holds()} seats per request (BOOKING_MAX_HOLDS).")
+        return quantity
+
+    def validate(self, attrs):
+        if {"seatId", "seatIds"} & set(self.initial_data):
+            raise serializers.ValidationError("Give seat ids or event and quantity, not both.")
+        return attrs
+
+
+class BlockRequestSerializer(serializers.Serializer):
+    """Body of block and unblock: ``seatId`` or ``seatIds``, and (block) a ``reason``."""
+
+    seatId = _seat_id_field(required=False, help_text="One seat's id.")
+    seatIds = serializers.ListField(
+        child=_seat_id_field(),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_IDS_PER_REQUEST,
+        help_text=f"Several seats' ids (1 to {MAX_IDS_PER_REQUEST}, no duplicates): all or none.",
+    )
+    reason = StrictCharField(
+        required=False,
+        max_length=200,
+        allow_blank=True,
+        help_text="Block only: why the seats are held back (press, technical, sight line); kept, never shown "
+        "on the public map.",
+    )
+
+    validate = SeatsRequestSerializer.validate
 
 
 class ConfirmRequestSerializer(SeatsRequestSerializer):
@@ -112,8 +182,11 @@ class SeatSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     event = serializers.IntegerField()
     label = serializers.CharField()  # type: ignore[assignment]  # a field named like Field.label
+    section = serializers.CharField(help_text='Part of the venue ("" when the venue has none).')
     row = serializers.CharField()
     number = serializers.IntegerField()
+    category = serializers.CharField(help_text='Price level ("" when none).')
+    accessible = serializers.BooleanField(help_text="A wheelchair or companion place.")
     status = serializers.ChoiceField(choices=SeatStatus.values)
     lockExpiresAt = serializers.DateTimeField(allow_null=True)
     version = serializers.IntegerField(
@@ -128,6 +201,10 @@ class SeatsResultSerializer(serializers.Serializer):
     seats = SeatSerializer(many=True)
 
 
+class BlockResultSerializer(serializers.Serializer):
+    seats = SeatSerializer(many=True)
+
+
 class HolderSeatsSerializer(serializers.Serializer):
     holder = serializers.CharField()
     seats = SeatSerializer(many=True)
@@ -137,6 +214,7 @@ class StatusCountsSerializer(serializers.Serializer):
     available = serializers.IntegerField()
     locked = serializers.IntegerField()
     booked = serializers.IntegerField()
+    blocked = serializers.IntegerField()
 
 
 class EventSerializer(serializers.Serializer):

@@ -3,22 +3,31 @@
 from collections.abc import Callable
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import selectors, services
-from ..errors import BookingNotFound
+from ..errors import BookingNotFound, Forbidden
 from ..health import health
-from ..permissions import bookings_scope, resolve_holder
+from ..permissions import HOLD_FOR_OTHERS, bookings_scope, resolve_holder
 from ..references import normalize_reference
 from ..representations import BOOKING_COLUMNS
 from .exceptions import error_body
 from .idempotency import IdempotentWrite
 from .seat_map import seat_map_response
 from .serializers import (
+    BestAvailableRequestSerializer,
+    BlockRequestSerializer,
+    BlockResultSerializer,
     BookingPageSerializer,
     BookingSerializer,
     CancelRequestSerializer,
@@ -137,7 +146,14 @@ def seats_result_body(result: services.SeatsResult) -> dict:
 
 
 def _write_schema(
-    summary: str, description: str, conflicts: dict[str, str], *, request=SeatsRequestSerializer, answer=None
+    summary: str,
+    description: str,
+    conflicts: dict[str, str],
+    *,
+    request=SeatsRequestSerializer,
+    answer=None,
+    extra_examples=(),
+    examples=None,
 ):
     return extend_schema(
         summary=summary,
@@ -149,28 +165,70 @@ def _write_schema(
             **_idempotency_errors(_error(" ".join(conflicts.values()), *conflicts)),
         },
         parameters=_IDEMPOTENCY_PARAMETERS,
-        examples=[
+        examples=examples
+        or [
             OpenApiExample("One seat", value={"seatId": 12}, request_only=True),
             OpenApiExample(
                 "Several seats for a holder", value={"seatIds": [12, 13], "userId": "alice"}, request_only=True
             ),
+            *extra_examples,
         ],
         tags=["holds"],
     )
 
 
+_LOCK_REQUEST = PolymorphicProxySerializer(
+    component_name="LockRequest",
+    serializers=[SeatsRequestSerializer, BestAvailableRequestSerializer],
+    resource_type_field_name=None,
+)
+
+
 @_write_schema(
-    "Hold seats",
-    "Hold every seat for the holder, or none. A free seat, an expired hold, or the holder's own "
-    "hold (renewed to a full hold time, never past the ceiling) may be taken.",
+    "Hold seats: named, or the best available",
+    "Hold every seat for the holder, or none. Named seats (`seatId` or `seatIds`): a free seat, an "
+    "expired hold, or the holder's own hold (renewed to a full hold time, never past the ceiling) may be "
+    "taken. Best available (`event` and `quantity`, optionally `category`, `section`, `together`, "
+    "`accessible`): the service picks the lowest-rank free seats that fit (together: consecutive numbers "
+    "in one row of one section; no single free seat stranded beside them when another block of that row "
+    "avoids it; accessible places only when `accessible` is true, and then at least one) and holds them "
+    "the same way; concurrent requests never pick the same seat and never wait on each other.",
     {
         "seat_booked": "`seat_booked`: a seat is booked.",
+        "seat_blocked": "`seat_blocked`: a seat is held back by the venue.",
         "seat_locked": "`seat_locked`: someone else holds a seat.",
         "too_many_holds": "`too_many_holds`: over the per-event hold limit.",
+        "no_seats_available": "`no_seats_available`: best available found no seats that fit.",
     },
+    request=_LOCK_REQUEST,
+    extra_examples=[
+        OpenApiExample(
+            "Best available",
+            value={"event": 1, "quantity": 2, "category": "A", "together": True},
+            request_only=True,
+        ),
+    ],
 )
 class LockView(SeatsWriteView):
     service = staticmethod(services.seats_lock)
+
+    def write(self, request) -> Response:
+        if isinstance(request.data, dict) and ("event" in request.data or "quantity" in request.data):
+            data = BestAvailableRequestSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            wanted = data.validated_data
+            result = services.seats_lock_best(
+                event_id=wanted["event"],
+                quantity=wanted["quantity"],
+                holder=resolve_holder(request.user, wanted.get("userId")),
+                actor=request.user,
+                category=wanted.get("category"),
+                section=wanted.get("section"),
+                together=wanted["together"],
+                accessible=wanted["accessible"],
+            )
+            return Response(seats_result_body(result))
+        return super().write(request)
 
 
 @_write_schema(
@@ -204,6 +262,65 @@ class ConfirmView(SeatsWriteView):
 )
 class UnlockView(SeatsWriteView):
     service = staticmethod(services.seats_unlock)
+
+
+class BlockWriteView(IdempotentWrite):
+    """Block and unblock: the box office's (permission ``booking.hold_for_others``)."""
+
+    permission_classes = [IsAuthenticated]
+
+    def post(self, request):
+        return self.run_idempotently(request, lambda: self.write(request))
+
+    def answer_body(self, result: services.BlockResult) -> dict:
+        return {"seats": result.seats}
+
+    def write(self, request) -> Response:
+        if not request.user.has_perm(HOLD_FOR_OTHERS):
+            raise Forbidden("Blocking and unblocking seats needs the permission booking.hold_for_others.")
+        data = BlockRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(self.answer_body(self.run(data.validated_data, request.user)))
+
+    def run(self, data: dict, actor) -> services.BlockResult:
+        raise NotImplementedError
+
+
+_BLOCK_EXAMPLES = [
+    OpenApiExample("One seat", value={"seatId": 12, "reason": "camera platform"}, request_only=True),
+    OpenApiExample("Several seats", value={"seatIds": [12, 13], "reason": "press"}, request_only=True),
+]
+
+
+@_write_schema(
+    "Hold seats back from sale (box office)",
+    "Block every seat, or none: free seats and expired holds. Needs `booking.hold_for_others` (else 403). "
+    "A blocked seat is nobody's; a lock of it answers 409 `seat_blocked`. Seats blocked already stay so.",
+    {
+        "seat_booked": "`seat_booked`: a seat is booked.",
+        "seat_locked": "`seat_locked`: someone holds a seat.",
+    },
+    request=BlockRequestSerializer,
+    answer=BlockResultSerializer,
+    examples=_BLOCK_EXAMPLES,
+)
+class BlockView(BlockWriteView):
+    def run(self, data: dict, actor) -> services.BlockResult:
+        return services.seats_block(seat_ids=data["seat_ids"], reason=data.get("reason", ""), actor=actor)
+
+
+@_write_schema(
+    "Put blocked seats back on sale (box office)",
+    "Every blocked seat among them becomes available; other seats are left as they are (200). "
+    "Needs `booking.hold_for_others` (else 403).",
+    {},
+    request=BlockRequestSerializer,
+    answer=BlockResultSerializer,
+    examples=_BLOCK_EXAMPLES[:1],
+)
+class UnblockView(BlockWriteView):
+    def run(self, data: dict, actor) -> services.BlockResult:
+        return services.seats_unblock(seat_ids=data["seat_ids"], actor=actor)
 
 
 _READ_ERRORS = {

@@ -18,6 +18,7 @@ from django.utils import timezone
 from ..errors import Busy, InvalidRequest, SeatNotFound
 from ..holders import holder_problem
 from ..models import Booking, SeatAction, SeatStatus, WebhookEventType
+from .blocks import block_rows, unblock_rows
 from .bookings import booking_create, booking_payload_of
 from .expiry import log_expiry
 from .pipeline import (
@@ -61,6 +62,8 @@ def _describe(row: dict[str, Any]) -> str:
         return f"booked by {row['booked_by']}"
     if row["live_status"] == SeatStatus.LOCKED:
         return f"held by {row['locked_by']} until {_clock(row['lock_expires_at'])}"
+    if row["live_status"] == SeatStatus.BLOCKED:
+        return "blocked"
     if is_expired_hold(row):
         return f"available (the hold by {row['locked_by']} expired at {_clock(row['lock_expires_at'])})"
     return "available"
@@ -208,5 +211,34 @@ def seats_admin_cancel(*, seat_ids: Sequence[int], actor: Any = None) -> AdminRe
         for booking_id in sorted({row["booking_id"] for row in booked}):
             webhooks_emit(WebhookEventType.BOOKING_CANCELLED, booking_payload_of(booking_id), at=now)
         return [row["id"] for row in booked], skipped
+
+    return _run(seat_ids, apply)
+
+
+def seats_admin_block(*, seat_ids: Sequence[int], reason: str = "", actor: Any = None) -> AdminResult:
+    """Hold the seats back from sale: free seats and expired holds; held, booked and already
+    blocked seats are skipped."""
+
+    def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
+        free = [row for row in rows if row["live_status"] == SeatStatus.AVAILABLE]
+        skipped = {
+            row["id"]: f"not available: {_describe(row)}" for row in rows if row["live_status"] != SeatStatus.AVAILABLE
+        }
+        block_rows(free, now, reason=reason, actor=actor)
+        return [row["id"] for row in free], skipped
+
+    return _run(seat_ids, apply)
+
+
+def seats_admin_unblock(*, seat_ids: Sequence[int], actor: Any = None) -> AdminResult:
+    """Put the blocked seats among them back on sale; other seats are skipped."""
+
+    def apply(rows: list[dict[str, Any]], now: datetime) -> tuple[list[int], dict[int, str]]:
+        blocked = [row for row in rows if row["live_status"] == SeatStatus.BLOCKED]
+        skipped = {
+            row["id"]: f"not blocked: {_describe(row)}" for row in rows if row["live_status"] != SeatStatus.BLOCKED
+        }
+        unblock_rows(blocked, actor=actor)
+        return [row["id"] for row in blocked], skipped
 
     return _run(seat_ids, apply)

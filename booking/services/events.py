@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from ..errors import InvalidRequest
 from ..models import Event, Seat
-from ..seating import seat_label
+from ..seating import seat_label, seat_rank
 from .pipeline import note_seat_map_changes
 
 
@@ -55,11 +55,24 @@ def seat_maps_changed(*, event_ids: Iterable[int]) -> None:
 
 def seats_add_block(*, event: Event, rows: Sequence[str], seats_per_row: int, first_number: int = 1) -> int:
     """Add a block of seats to an event, all or nothing; a label that exists already is an error."""
-    labels = [(row, number) for row in rows for number in range(first_number, first_number + seats_per_row)]
+    last_number = first_number + seats_per_row - 1
+    labels = [
+        (position, row, number) for position, row in enumerate(rows) for number in range(first_number, last_number + 1)
+    ]
     try:
         with transaction.atomic():
             Seat.objects.bulk_create(
-                (Seat(event=event, label=seat_label(row, number), row=row, number=number) for row, number in labels),
+                (
+                    Seat(
+                        event=event,
+                        label=seat_label(row, number),
+                        row=row,
+                        number=number,
+                        # The block's rows front to back in the order given, the middle of its numbers best.
+                        rank=seat_rank(position, number, first_number, last_number),
+                    )
+                    for position, row, number in labels
+                ),
                 batch_size=2000,
             )
             note_seat_map_changes([(event.pk, 0)])

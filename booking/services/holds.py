@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import OuterRef, Subquery
 
 from .. import conf
-from ..errors import HoldExpired, InvalidRequest, NotLockedByYou, SeatBooked, SeatLocked, TooManyHolds
+from ..errors import HoldExpired, InvalidRequest, NotLockedByYou, SeatBlocked, SeatBooked, SeatLocked, TooManyHolds
 from ..models import Seat, SeatAction, SeatEvent, SeatStatus, WebhookEventType
 from ..representations import booking_payload, seat_payloads, seat_values
 from .bookings import booking_create, booking_payload_of
@@ -57,66 +57,76 @@ def seats_lock(*, seat_ids: Sequence[int], holder: str, actor: Any = None) -> Se
     """
     with write_transaction():
         rows, now = lock_seat_rows(seat_ids, holder=holder)
-        errors = RuleErrors()
-        requested_per_event: dict[int, int] = defaultdict(int)
-        for row in rows:
-            requested_per_event[row["event_id"]] += 1
-            if row["live_status"] == SeatStatus.BOOKED:
-                errors.add(SeatBooked, row["id"])
-            elif row["live_status"] == SeatStatus.LOCKED and row["locked_by"] != holder:
-                errors.add(SeatLocked, row["id"])
-        for row in rows:
-            if row["held_in_event"] + requested_per_event[row["event_id"]] > conf.max_holds():
-                errors.add(TooManyHolds, row["id"])
-        errors.raise_first()
+        result = hold_locked_rows(rows, now, holder=holder, actor=actor)
+    return result
 
-        # The new hold per seat, then one UPDATE per distinct (locked_at, expiry): usually one.
-        holds: dict[tuple[datetime, datetime], list[dict[str, Any]]] = defaultdict(list)
-        audit: list[AuditRow] = []
-        taken_over: list[tuple[dict[str, Any], str]] = []  # expired holds this lock records, and their holder
-        created: list[dict[str, Any]] = []
-        for row in rows:
-            hold = timedelta(seconds=row["hold_seconds"])
-            if holds_live(row, holder):  # a renewal
-                ceiling = row["locked_at"] + timedelta(seconds=conf.max_hold_seconds(row["hold_seconds"]))
-                locked_at = row["locked_at"]
-                expires = max(row["lock_expires_at"], min(now + hold, ceiling))
-                audit += audit_rows([row], SeatAction.EXTENDED, actor=actor, holder=holder)
-            else:
-                if is_expired_hold(row):  # the old hold's expiry is recorded once, here
-                    audit += audit_rows([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
-                    log_expiry(row)
-                    taken_over.append((row, row["locked_by"]))
-                locked_at, expires = now, now + hold
-                audit += audit_rows([row], SeatAction.LOCKED, actor=actor, holder=holder)
-                created.append(row)
-            holds[(locked_at, expires)].append(row)
-        for (locked_at, expires), held in holds.items():
-            update_seats(
-                [row["id"] for row in held],
-                **{
-                    **AVAILABLE,
-                    "status": SeatStatus.LOCKED.value,
-                    "locked_by": holder,
-                    "locked_at": locked_at,
-                    "lock_expires_at": expires,
-                },
-            )
-            mark_written(held, live_status=SeatStatus.LOCKED, live_expires_at=expires)
-        save_audit(audit)
-        push_after_commit(rows)
-        webhooks_emit_holds(
-            WebhookEventType.HOLD_EXPIRED, [r for r, _ in taken_over], holders=[h for _, h in taken_over], at=now
+
+def hold_locked_rows(rows: list[dict[str, Any]], now: datetime, *, holder: str, actor: Any) -> SeatsResult:
+    """A lock's rules and writes on rows :func:`lock_seat_rows` locked for ``holder`` (inside its
+    transaction): the named lock's and best available's one path (hold limit, renewal ceiling,
+    audit rows, live push, webhooks, the kept Idempotency-Key answer)."""
+    errors = RuleErrors()
+    requested_per_event: dict[int, int] = defaultdict(int)
+    for row in rows:
+        requested_per_event[row["event_id"]] += 1
+        if row["live_status"] == SeatStatus.BOOKED:
+            errors.add(SeatBooked, row["id"])
+        elif row["live_status"] == SeatStatus.BLOCKED:
+            errors.add(SeatBlocked, row["id"])
+        elif row["live_status"] == SeatStatus.LOCKED and row["locked_by"] != holder:
+            errors.add(SeatLocked, row["id"])
+    for row in rows:
+        if row["held_in_event"] + requested_per_event[row["event_id"]] > conf.max_holds():
+            errors.add(TooManyHolds, row["id"])
+    errors.raise_first()
+
+    # The new hold per seat, then one UPDATE per distinct (locked_at, expiry): usually one.
+    holds: dict[tuple[datetime, datetime], list[dict[str, Any]]] = defaultdict(list)
+    audit: list[AuditRow] = []
+    taken_over: list[tuple[dict[str, Any], str]] = []  # expired holds this lock records, and their holder
+    created: list[dict[str, Any]] = []
+    for row in rows:
+        hold = timedelta(seconds=row["hold_seconds"])
+        if holds_live(row, holder):  # a renewal
+            ceiling = row["locked_at"] + timedelta(seconds=conf.max_hold_seconds(row["hold_seconds"]))
+            locked_at = row["locked_at"]
+            expires = max(row["lock_expires_at"], min(now + hold, ceiling))
+            audit += audit_rows([row], SeatAction.EXTENDED, actor=actor, holder=holder)
+        else:
+            if is_expired_hold(row):  # the old hold's expiry is recorded once, here
+                audit += audit_rows([row], SeatAction.EXPIRED, actor=None, holder=row["locked_by"])
+                log_expiry(row)
+                taken_over.append((row, row["locked_by"]))
+            locked_at, expires = now, now + hold
+            audit += audit_rows([row], SeatAction.LOCKED, actor=actor, holder=holder)
+            created.append(row)
+        holds[(locked_at, expires)].append(row)
+    for (locked_at, expires), held in holds.items():
+        update_seats(
+            [row["id"] for row in held],
+            **{
+                **AVAILABLE,
+                "status": SeatStatus.LOCKED.value,
+                "locked_by": holder,
+                "locked_at": locked_at,
+                "lock_expires_at": expires,
+            },
         )
-        webhooks_emit_holds(WebhookEventType.HOLD_CREATED, created, holders=[holder] * len(created), at=now)
-        first_expiry = min(row["live_expires_at"] for row in rows)
-        result = SeatsResult(
-            holder=holder,
-            seats=seat_payloads(map(seat_values, rows)),
-            lock_expires_at=first_expiry,
-            expires_in_seconds=round((first_expiry - now).total_seconds(), 3),
-        )
-        keep_answer(result)
+        mark_written(held, live_status=SeatStatus.LOCKED, live_expires_at=expires)
+    save_audit(audit)
+    push_after_commit(rows)
+    webhooks_emit_holds(
+        WebhookEventType.HOLD_EXPIRED, [r for r, _ in taken_over], holders=[h for _, h in taken_over], at=now
+    )
+    webhooks_emit_holds(WebhookEventType.HOLD_CREATED, created, holders=[holder] * len(created), at=now)
+    first_expiry = min(row["live_expires_at"] for row in rows)
+    result = SeatsResult(
+        holder=holder,
+        seats=seat_payloads(map(seat_values, rows)),
+        lock_expires_at=first_expiry,
+        expires_in_seconds=round((first_expiry - now).total_seconds(), 3),
+    )
+    keep_answer(result)
     return result
 
 
@@ -151,6 +161,8 @@ def seats_confirm(
             if row["live_status"] == SeatStatus.BOOKED:
                 if row["booked_by"] != holder:
                     errors.add(SeatBooked, row["id"])
+            elif row["live_status"] == SeatStatus.BLOCKED:  # held back since: never booked
+                errors.add(SeatBlocked, row["id"])
             elif holds_live(row, holder):
                 to_book.append(row)
             elif is_expired_hold(row) and row["locked_by"] == holder:

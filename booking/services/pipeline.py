@@ -38,6 +38,7 @@ from ..errors import (
     HoldExpired,
     InvalidRequest,
     NotLockedByYou,
+    SeatBlocked,
     SeatBooked,
     SeatLocked,
     SeatNotFound,
@@ -57,6 +58,7 @@ logger = logging.getLogger("booking.services")
 ERROR_PRECEDENCE: tuple[type[BookingError], ...] = (
     SeatNotFound,
     SeatBooked,
+    SeatBlocked,
     HoldExpired,
     SeatLocked,
     NotLockedByYou,
@@ -170,7 +172,9 @@ _LIVE_ROWS = (
 _LIVE_HOLDS = Seat.objects.filter(hold_is_live()).values_list("event_id", "pk")
 
 
-def lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tuple[list[dict[str, Any]], datetime]:
+def lock_seat_rows(
+    seat_ids: Sequence[int], *, holder: str | None = None, locked_already: bool = False
+) -> tuple[list[dict[str, Any]], datetime]:
     """Row-lock the seats in id order; return them, live, and the database's time after the locks.
 
     Each row has :data:`LOCKED_ROW_COLUMNS` and the event's ``hold_seconds``.
@@ -178,17 +182,20 @@ def lock_seat_rows(seat_ids: Sequence[int], *, holder: str | None = None) -> tup
     first (so the hold limit is exact), and each row also has
     ``held_in_event``: the holder's other live holds in the seat's event.
     Raises :class:`SeatNotFound`, naming the missing ids, before any change.
+    ``locked_already``: the caller holds the holder's lock and these rows' locks
+    (best available took them, skipping locked rows): only the reads remain.
     """
     ids = sorted(set(seat_ids))
     if not ids:
         raise InvalidRequest("No seat ids given.")
-    if holder is not None:
-        sql.lock_holder(holder)
-    with LOCK_WAIT_SECONDS.time():
-        locked = list(_ROW_LOCKS.filter(pk__in=ids))
-    if len(locked) != len(ids):
-        missing = sorted(set(ids) - set(locked))
-        raise SeatNotFound(error_detail(SeatNotFound, missing), seats=missing)
+    if not locked_already:
+        if holder is not None:
+            sql.lock_holder(holder)
+        with LOCK_WAIT_SECONDS.time():
+            locked = list(_ROW_LOCKS.filter(pk__in=ids))
+        if len(locked) != len(ids):
+            missing = sorted(set(ids) - set(locked))
+            raise SeatNotFound(error_detail(SeatNotFound, missing), seats=missing)
     rows = read_locked_rows(ids)
     if holder is not None:
         requested = set(ids)

@@ -50,18 +50,32 @@ WITH expired AS (
     UPDATE booking_seat AS s
     SET status = 'available', locked_by = '', locked_at = NULL, lock_expires_at = NULL, version = s.version + 1
     WHERE s.id = ANY(ARRAY(SELECT id FROM expired))
-    RETURNING s.id, s.event_id, s.label, s.row, s.number, s.version
+    RETURNING s.id, s.event_id, s.label, s.section, s.row, s.number, s.category, s.accessible, s.version
 ), freed AS (
-    SELECT r.id, r.event_id, r.label, r.row, r.number, r.version, e.locked_by, e.lock_expires_at
+    SELECT r.id, r.event_id, r.label, r.section, r.row, r.number, r.category, r.accessible, r.version,
+        e.locked_by, e.lock_expires_at
     FROM released AS r JOIN expired AS e ON e.id = r.id
 ), audit AS (
     INSERT INTO booking_seatevent (seat_id, event_id, action, holder, created_at)
     SELECT id, event_id, 'expired', locked_by, STATEMENT_TIMESTAMP() FROM freed
 )
-SELECT id, event_id, label, row, number, version, locked_by, lock_expires_at FROM freed ORDER BY id
+SELECT id, event_id, label, section, row, number, category, accessible, version, locked_by, lock_expires_at
+FROM freed ORDER BY id
 """
 #: The freed seats: their new version, and the hold that expired.
-RELEASED_COLUMNS = ("id", "event_id", "label", "row", "number", "version", "locked_by", "lock_expires_at")
+RELEASED_COLUMNS = (
+    "id",
+    "event_id",
+    "label",
+    "section",
+    "row",
+    "number",
+    "category",
+    "accessible",
+    "version",
+    "locked_by",
+    "lock_expires_at",
+)
 
 
 def release_expired_batch(*, batch: int, event_id: int | None, seat_ids: list[int] | None) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 A service that changes seats calls :func:`webhooks_emit` inside its own
 transaction: the message and one delivery per subscribed endpoint are written
 with the change, so a committed change always has its message and a rolled-back
-one never does. After commit a Celery task is sent for each delivery; beat's
+one never does. After commit the process's sender (``booking/webhook_sender.py``)
+hands the new deliveries to the webhooks worker, gathered; beat's
 :func:`webhooks_deliver_due` sends whatever is due (a send that was lost, a
 worker that was down, the retries). :func:`webhook_deliver` makes one attempt:
 it leases the delivery (a worker killed mid-attempt lets it go when the lease
@@ -29,9 +30,9 @@ from django.db.models.functions import Now
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from .. import dependencies
 from ..models import WebhookDelivery, WebhookEndpoint, WebhookEventType, WebhookMessage
 from ..representations import iso, seat_payloads, seat_values
+from ..webhook_sender import send_now, sender
 
 logger = logging.getLogger("booking.webhooks")
 
@@ -148,7 +149,7 @@ def _write(
     by_endpoint: dict[int, list[int]] = {}
     for delivery in deliveries:
         by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery.pk)
-    transaction.on_commit(lambda: _send(by_endpoint))
+    transaction.on_commit(lambda: sender.submit(by_endpoint))
     return written
 
 
@@ -171,30 +172,6 @@ def webhooks_emit_holds(
     )
 
 
-#: Deliveries per task: one endpoint's, made one after the other on one kept-alive connection.
-TASK_BATCH = 50
-
-
-def _send(by_endpoint: dict[int, list[int]]) -> None:
-    """Hand the deliveries to workers, a task per endpoint (so one endpoint never waits for
-    another's); a broker that is down only delays them (beat sends them when due). Each send
-    waits at most the dependency timeouts (settings), and none is tried while the broker's
-    breaker is open (booking/dependencies.py, which counts and logs the failures)."""
-    from ..tasks import deliver_webhooks
-
-    for ids in by_endpoint.values():
-        for start in range(0, len(ids), TASK_BATCH):
-            if not dependencies.broker.allow():
-                return  # the deliveries are committed: beat's deliver-due task sends them
-            batch = ids[start : start + TASK_BATCH]
-            try:
-                deliver_webhooks.delay(batch)
-            except Exception as error:  # the change committed: it must not fail because the broker did
-                dependencies.broker.failed(error)
-                return
-            dependencies.broker.succeeded()
-
-
 def webhooks_deliver_due(*, limit: int = DUE_BATCH) -> int:
     """Send every delivery that is due and not in flight to a worker; how many."""
     due = list(
@@ -206,7 +183,7 @@ def webhooks_deliver_due(*, limit: int = DUE_BATCH) -> int:
     by_endpoint: dict[int, list[int]] = {}
     for endpoint_id, pk in due:
         by_endpoint.setdefault(endpoint_id, []).append(pk)
-    _send(by_endpoint)
+    send_now(by_endpoint)
     return len(due)
 
 
@@ -392,7 +369,7 @@ def webhook_deliveries_resend(delivery_ids: Sequence[int]) -> int:
             "endpoint_id", "pk"
         ):
             by_endpoint.setdefault(endpoint_id, []).append(pk)
-        transaction.on_commit(lambda: _send(by_endpoint))
+        transaction.on_commit(lambda: sender.submit(by_endpoint))
     return count
 
 

@@ -1,19 +1,21 @@
 import json
 import os
 from datetime import timedelta
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from booking.layouts import read_layout
 from booking.management.commands.create_api_user import ensure_api_user
 from booking.models import Event
-from booking.services import event_create_with_seats
+from booking.services.layouts import event_create_with_layout
 
 DEMO_EVENT_NAME = "Demo concert"
-DEMO_ROWS = [chr(ord("A") + i) for i in range(10)]  # A-J
-DEMO_SEATS_PER_ROW = 12
+#: The demo's venue: a theatre of four sections (booking/venues/make_sample_theatre.py writes it).
+DEMO_LAYOUT = Path(__file__).resolve().parents[2] / "venues" / "sample_theatre.csv"
 #: (username, password, may hold for others and sign in to the admin). The box office is staff
 #: with create_api_user --staff's rights (not a superuser): it runs the admin's seat, booking
 #: and event pages and their actions, and sees the audit trail.
@@ -26,20 +28,19 @@ DEMO_USERS = [
 
 class Command(BaseCommand):
     help = (
-        "Load the demo: an event of 10 rows x 12 seats and the users alice, bob and boxoffice "
-        "(who may hold for others and sign in to the admin), and print their passwords and API tokens. "
-        "Safe to run again."
+        "Load the demo: an event in a sample theatre (booking/venues/sample_theatre.csv: Stalls, Circle left "
+        "and right, Balcony) and the users alice, bob and boxoffice (who may hold for others and sign in "
+        "to the admin), and print their passwords and API tokens. Safe to run again."
     )
 
     def handle(self, *args, **options):
         with transaction.atomic():
             existing = Event.objects.filter(name=DEMO_EVENT_NAME).order_by("pk").first()
             created = existing is None
-            event = existing or event_create_with_seats(
+            event = existing or event_create_with_layout(
                 name=DEMO_EVENT_NAME,
                 starts_at=timezone.now() + timedelta(days=30),
-                rows=DEMO_ROWS,
-                seats_per_row=DEMO_SEATS_PER_ROW,
+                seats=read_layout(DEMO_LAYOUT.read_bytes()),
             )
             tokens = {
                 username: ensure_api_user(
@@ -51,9 +52,12 @@ class Command(BaseCommand):
                 for username, password, box_office in DEMO_USERS
             }
         port = os.environ.get("PORT", "8000")
+        sections = list(
+            event.seats.exclude(section="").values_list("section", flat=True).order_by("section").distinct()
+        )
         self.stdout.write(
             f"{'Created' if created else 'Kept'} demo event {event.pk} '{event.name}' "
-            f"({event.seats.count()} seats, rows {DEMO_ROWS[0]}-{DEMO_ROWS[-1]}, 1-{DEMO_SEATS_PER_ROW}); "
+            f"({event.seats.count()} seats{', sections ' + ', '.join(sorted(sections)) if sections else ''}); "
             f"seat map: http://127.0.0.1:{port}/events/{event.pk}/"
         )
         self.stdout.write("Demo users (username, password, API token):")
