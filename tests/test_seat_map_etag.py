@@ -162,6 +162,25 @@ def test_seats_added_or_deleted_by_the_admin_change_the_etag(anonymous, admin_cl
     assert seat_map(anonymous, event.pk, added).status_code == 200
 
 
+def test_best_available_block_unblock_and_a_layout_import_change_the_etag(anonymous, alice, box_office, event):
+    from booking.layouts import read_layout
+    from booking.services.layouts import seats_import_layout
+
+    tags = [etag_of(anonymous, event.pk)]
+    held = post(alice, "/api/lock", {"event": event.pk, "quantity": 2})
+    assert held.status_code == 200, held.content
+    tags.append(etag_of(anonymous, event.pk))
+    free = Seat.objects.filter(event=event, status="available").order_by("pk").values_list("pk", flat=True)[0]
+    assert post(box_office, "/api/block", {"seatId": free, "reason": "press"}).status_code == 200
+    tags.append(etag_of(anonymous, event.pk))
+    assert post(box_office, "/api/unblock", {"seatId": free}).status_code == 200
+    tags.append(etag_of(anonymous, event.pk))
+    seats_import_layout(event=event, seats=read_layout(b"section,row,number,category\nBalcony,A,1,C\n"))
+    tags.append(etag_of(anonymous, event.pk))
+    assert len(set(tags)) == len(tags), tags
+    assert seat_map(anonymous, event.pk, tags[-1]).status_code == 304
+
+
 def test_gzip_for_a_client_that_accepts_it(anonymous, event, seat_ids):
     plain = seat_map(anonymous, event.pk)
     zipped = seat_map(anonymous, event.pk, HTTP_ACCEPT_ENCODING="gzip, deflate, br")

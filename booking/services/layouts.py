@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from ..errors import InvalidRequest
 from ..layouts import LayoutInvalid, LayoutSeat, layout_conflicts
 from ..models import Event, Seat
+from .pipeline import note_seat_map_changes
 
 BATCH_SIZE = 2000
 
@@ -31,7 +32,9 @@ def seats_import_layout(*, event: Event, seats: Sequence[LayoutSeat]) -> list[Se
             raise LayoutInvalid(problems)
         try:
             with transaction.atomic():
-                return Seat.objects.bulk_create((seat.as_seat(event=event) for seat in seats), batch_size=BATCH_SIZE)
+                created = Seat.objects.bulk_create((seat.as_seat(event=event) for seat in seats), batch_size=BATCH_SIZE)
+                note_seat_map_changes([(event.pk, 0)])  # the seat map's ETag changes with its new seats
+                return created
         except IntegrityError as exc:  # the unique label, should another writer get past the lock
             raise InvalidRequest("Some of these seats already exist for this event.") from exc
 
