@@ -175,7 +175,7 @@ def test_best_available_block_unblock_and_a_layout_import_change_the_etag(anonym
     tags.append(etag_of(anonymous, event.pk))
     assert post(box_office, "/api/unblock", {"seatId": free}).status_code == 200
     tags.append(etag_of(anonymous, event.pk))
-    seats_import_layout(event=event, seats=read_layout(b"section,row,number,category\nBalcony,A,1,C\n"))
+    seats_import_layout(event=event, seats=read_layout(b"section,row,number,category,accessible\nBalcony,A,1,C,no\n"))
     tags.append(etag_of(anonymous, event.pk))
     assert len(set(tags)) == len(tags), tags
     assert seat_map(anonymous, event.pk, tags[-1]).status_code == 304
