@@ -227,13 +227,14 @@ class SeatMapVersion(models.Model):
     """A per-event change counter of the seat map, in a few shards: the seat map's ETag.
 
     Every seat write adds one to one shard of its event, in its own transaction
-    (booking/services/pipeline.py), so the sum over the shards changes with every
+    (booking/services/pipeline.py; on PostgreSQL any shard no other writer holds, so
+    writers never wait for each other), so the sum over the shards changes with every
     committed change. Not a column of Event, and no foreign key: a sale's writers
     would all queue on that one event row (and behind anyone holding it); here
     only writers whose shard is the same take turns, for the instant before commit.
     """
 
-    #: Shards per event: a write's is its lowest seat id modulo this.
+    #: Shards per event on SQLite: a write's is its lowest seat id modulo this.
     SHARDS = 16
 
     event = models.ForeignKey(

@@ -49,7 +49,7 @@ def test_the_best_pair_is_held_like_a_named_lock(alice, event, django_capture_on
 
     endpoint = webhooks.webhook_endpoint_create(url="http://127.0.0.1:9/hooks")
     pushed = []
-    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats: pushed.extend(seats))
+    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats, **kwargs: pushed.extend(seats))
     monkeypatch.setattr(
         webhooks.sender, "submit", lambda by_endpoint: None
     )  # no delivery attempt: the outbox is checked

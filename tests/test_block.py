@@ -22,7 +22,7 @@ def pushed(monkeypatch):
     from booking.services import pipeline
 
     seen: list[dict] = []
-    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats: seen.extend(seats))
+    monkeypatch.setattr(pipeline, "publish_seat_changes", lambda seats, **kwargs: seen.extend(seats))
     return seen
 
 

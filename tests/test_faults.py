@@ -28,6 +28,7 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from booking import dependencies, live
 from booking.api import throttling
 from booking.models import Seat, WebhookDelivery
+from booking.webhook_sender import sender
 
 from .conftest import api_client_for, redis_available, redis_url, require
 from .helpers import post
@@ -260,6 +261,7 @@ def test_a_broker_down_or_silent_never_fails_a_booking_and_beat_sends_later(kind
             results.append(timed(lambda seat_id=seat_id: post(client, "/api/lock", {"seatId": seat_id})))
             results.append(timed(lambda seat_id=seat_id: post(client, "/api/confirm", {"seatId": seat_id})))
         assert_served(results)
+        assert sender.flush(10)  # the process's webhook sender tried the broker after each commit
         assert dependencies.broker.state == "down"
         assert client.get("/api/health").json()["broker"] == "down"
     assert Seat.objects.filter(status="booked").count() == 4

@@ -230,7 +230,7 @@ async def test_watchers_per_event_and_the_push_lag(event, seat_ids):
             assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
         assert watchers() == start + 2
         await database_sync_to_async(services.seats_lock)(seat_ids=[seat_ids[0]], holder="alice")
-        assert (await clients[0].receive_json_from(timeout=3))["type"] == "seat"
+        assert (await clients[0].receive_json_from(timeout=3))["type"] == "seats"
         assert lag_count() == lags_before + 1
         await clients[1].disconnect()
         assert watchers() == start + 1

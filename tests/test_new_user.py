@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
-from booking.models import Event
+from booking.models import Event, Seat
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def test_the_demo_box_office_signs_in_to_the_admin_and_sees_the_seats(demo):
     assert response.status_code == 302 and response["Location"] == "/admin/booking/seat/", response.content[:300]
     seats = client.get("/admin/booking/seat/")
     assert seats.status_code == 200 and "Box office" in seats.text
-    assert seats.context["cl"].result_count == 120
+    assert seats.context["cl"].result_count == Seat.objects.count() > 0  # the demo theatre's
     for page in ("/admin/booking/booking/", "/admin/booking/event/", "/admin/booking/seatevent/"):
         assert client.get(page).status_code == 200, page
     # Its actions are offered: it may act for any holder.

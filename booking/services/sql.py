@@ -6,6 +6,7 @@ Each statement runs through Django's ``connection.cursor()`` (query logging,
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from django.db import connection, transaction
@@ -104,13 +105,33 @@ ON CONFLICT (event_id, shard) DO UPDATE SET version = booking_seatmapversion.ver
 """
 
 
+# PostgreSQL: one of the event's counter rows that no other transaction holds (SKIP LOCKED), so
+# concurrent writers of one event never wait for each other; when all are held, a row more.
+_BUMP_FREE_SHARD = """
+UPDATE booking_seatmapversion SET version = version + 1
+WHERE id = (
+    SELECT id FROM booking_seatmapversion WHERE event_id = %s ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+"""
+#: Shard numbers a new counter row draws from (a smallint column).
+SHARD_NUMBERS = 32767
+# A new row's shard is drawn at random: writers that add rows at once rarely pick the same.
+_BUMP_NEW_SHARD = _BUMP_SEAT_MAP
+
+
 def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
-    """Add one to each (event id, shard) counter, in that order (the caller sorts them)."""
+    """Add one to a counter of each event, in that order (the caller sorts them): on PostgreSQL
+    any row of the event that is free (a new one when none is), elsewhere the given shard's."""
     if not transaction.get_connection().in_atomic_block:
         raise transaction.TransactionManagementError("bump_seat_map_versions() must run inside atomic()")
     with connection.cursor() as cursor:
         for event_id, shard in shards:
-            cursor.execute(_BUMP_SEAT_MAP, [event_id, shard])
+            if connection.vendor != "postgresql":
+                cursor.execute(_BUMP_SEAT_MAP, [event_id, shard])
+                continue
+            cursor.execute(_BUMP_FREE_SHARD, [event_id])
+            if cursor.rowcount == 0:
+                cursor.execute(_BUMP_NEW_SHARD, [event_id, random.randrange(SHARD_NUMBERS)])
 
 
 def set_statement_timeout(milliseconds: int) -> None:
