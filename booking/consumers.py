@@ -25,11 +25,15 @@ from typing import Any
 import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from . import dependencies
 from .live_feed import MAX_UNACKED, EventFeed, feeds
 from .metrics import LIVE_WATCHERS
 
 #: Close code for an event that does not exist (4000-4999 are the application's).
 CLOSE_UNKNOWN_EVENT = 4404
+#: Close code when the live feed cannot start (the channel layer is down): reconnect later.
+#: (Not 1013: a server may send only 1000 and 3000-4999.)
+CLOSE_TRY_AGAIN = 4503
 #: Close code after ``resync``: the client fell too far behind and must reconnect.
 CLOSE_RESYNC = 4409
 
@@ -57,7 +61,12 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         # Accept at once: in a burst of connects the handshake must not wait for the snapshot
         # (daphne closes a handshake after 5 s), and a close needs an accepted socket to carry a code.
         await self.accept()
-        self.feed = await feeds().join(event_id, self)
+        try:
+            self.feed = await feeds().join(event_id, self)
+        except Exception as error:  # the channel layer is down or slow: no live changes to promise
+            dependencies.channel_layer.failed(error)
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         snapshot = await self.feed.snapshot()
         if snapshot is None:
             await self._leave()

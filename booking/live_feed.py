@@ -108,20 +108,23 @@ class EventFeed:
         return await database_sync_to_async(read_snapshot)(self.event_id)
 
     async def join(self, watcher: Watcher) -> None:
-        """Add a watcher; returns once the feed is in the group (changes from now on reach it)."""
+        """Add a watcher; returns once the feed is in the group (changes from now on reach it).
+        Raises what the layer raised when it could not join (the watcher is then not added)."""
         async with self._lock:
-            self.watchers.add(watcher)
             if self._channel is None:
                 self._layer = get_channel_layer()
                 if self._layer is None:
+                    self.watchers.add(watcher)
                     return
-                self._channel = await self._layer.new_channel("feed.")
-                await self._layer.group_add(self.group, self._channel)
+                channel = await self._layer.new_channel("feed.")
+                await self._layer.group_add(self.group, channel)  # a layer that is down raises here
+                self._channel = channel
                 self._tasks = [
                     asyncio.ensure_future(self._read(self._layer, self._channel)),
                     asyncio.ensure_future(self._rounds()),
                     asyncio.ensure_future(self._refresh(self._layer, self._channel)),
                 ]
+            self.watchers.add(watcher)
 
     async def leave(self, watcher: Watcher) -> bool:
         """Remove a watcher; True when it was the last (the feed has left the group)."""

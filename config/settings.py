@@ -254,8 +254,10 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # A connect timeout only: a consumer's receive blocks on Redis for seconds by design;
-                # the publisher bounds each send itself (booking/live.py).
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": DEPENDENCY_CONNECT_TIMEOUT}],
+                # the publisher bounds each send itself (booking/live.py). Longer than the others:
+                # in a burst of connects the live process's event loop is busy for a moment, and
+                # no request thread waits on it (a feed that cannot join closes its socket: 4503).
+                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": max(DEPENDENCY_CONNECT_TIMEOUT, 2.0)}],
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="booking"),
                 "capacity": 1000,
                 "expiry": 30,

@@ -330,3 +330,22 @@ async def test_a_client_that_acknowledges_is_never_told_to_resync(event, seat_id
             assert (await next_seat(communicator))["id"] == seat_id
             received += 1
         assert await communicator.receive_nothing(QUIET)
+
+
+async def test_a_channel_layer_that_fails_closes_the_socket_to_try_again_later(event, monkeypatch):
+    """No live changes can be promised: the client is told to reconnect later (1013), not 1011."""
+
+    async def broken_group_add(group, channel):
+        raise ConnectionError("channel layer down")
+
+    monkeypatch.setattr(get_channel_layer(), "group_add", broken_group_add)
+    communicator = WebsocketCommunicator(application, f"/ws/events/{event.id}/", headers=[ORIGIN])
+    assert (await communicator.connect(timeout=5))[0]
+    assert await communicator.receive_output(timeout=3) == {
+        "type": "websocket.close",
+        "code": consumers.CLOSE_TRY_AGAIN,
+    }
+    await communicator.wait()
+    monkeypatch.undo()
+    async with watching(event.id) as (_, snapshot):  # back: the next connect gets its snapshot
+        assert snapshot["seats"]
