@@ -44,6 +44,16 @@ def test_a_write_for_a_holder_that_is_no_printable_name_is_400(box_office, seat_
 
 
 @pytest.mark.parametrize("holder", BAD_HOLDERS, ids=[ascii(h)[:30] for h in BAD_HOLDERS])
+def test_best_available_for_a_holder_that_is_no_printable_name_is_400(box_office, event, holder):
+    body = assert_error(
+        post(box_office, "/api/lock", {"event": event.pk, "quantity": 2, "userId": holder}), 400, "invalid"
+    )
+    assert "userId" in body["detail"]
+    assert not SeatEvent.objects.exists()
+    assert not Seat.objects.exclude(status=SeatStatus.AVAILABLE).exists()
+
+
+@pytest.mark.parametrize("holder", BAD_HOLDERS, ids=[ascii(h)[:30] for h in BAD_HOLDERS])
 @pytest.mark.parametrize("path", ["/api/me/seats", "/api/me/bookings"])
 def test_a_read_for_such_a_holder_is_400(box_office, path, holder):
     assert_error(box_office.get(path, {"userId": holder}), 400, "invalid")

@@ -43,8 +43,19 @@ def _seat_id_field(**kwargs) -> StrictIntegerField:
     return StrictIntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
 
-class SeatsRequestSerializer(serializers.Serializer):
-    """Body of lock, confirm and unlock: ``seatId`` or ``seatIds``, and optionally ``userId``."""
+def _holder_field() -> StrictCharField:
+    return StrictCharField(
+        required=False,
+        max_length=HOLDER_MAX_LENGTH,
+        allow_blank=False,
+        validators=[validate_holder],
+        help_text=f"The holder (1 to {HOLDER_MAX_LENGTH} printable characters); must be the caller's username "
+        "unless the caller may hold for others.",
+    )
+
+
+class SeatIdsSerializer(serializers.Serializer):
+    """``seatId`` or ``seatIds`` (no duplicates), put together in ``seat_ids``."""
 
     seatId = _seat_id_field(required=False, help_text="One seat's id.")
     seatIds = serializers.ListField(
@@ -53,14 +64,6 @@ class SeatsRequestSerializer(serializers.Serializer):
         allow_empty=False,
         max_length=MAX_IDS_PER_REQUEST,
         help_text=f"Several seats' ids (1 to {MAX_IDS_PER_REQUEST}, no duplicates): all or none.",
-    )
-    userId = StrictCharField(
-        required=False,
-        max_length=HOLDER_MAX_LENGTH,
-        allow_blank=False,
-        validators=[validate_holder],
-        help_text=f"The holder (1 to {HOLDER_MAX_LENGTH} printable characters); must be the caller's username "
-        "unless the caller may hold for others.",
     )
 
     def validate(self, attrs):
@@ -72,6 +75,12 @@ class SeatsRequestSerializer(serializers.Serializer):
             raise serializers.ValidationError("seatIds has duplicates.")
         attrs["seat_ids"] = ids
         return attrs
+
+
+class SeatsRequestSerializer(SeatIdsSerializer):
+    """Body of lock, confirm and unlock: ``seatId`` or ``seatIds``, and optionally ``userId``."""
+
+    userId = _holder_field()
 
 
 class BestAvailableRequestSerializer(serializers.Serializer):
@@ -94,12 +103,7 @@ class BestAvailableRequestSerializer(serializers.Serializer):
         help_text="True: the seats include at least one accessible place (the rest its companions). "
         "False (default): no accessible place is given.",
     )
-    userId = StrictCharField(
-        required=False,
-        max_length=150,
-        allow_blank=False,
-        help_text="The holder; must be the caller's username unless the caller may hold for others.",
-    )
+    userId = _holder_field()
 
     def validate_quantity(self, quantity: int) -> int:
         if quantity > conf.max_holds():
@@ -112,17 +116,9 @@ class BestAvailableRequestSerializer(serializers.Serializer):
         return attrs
 
 
-class BlockRequestSerializer(serializers.Serializer):
+class BlockRequestSerializer(SeatIdsSerializer):
     """Body of block and unblock: ``seatId`` or ``seatIds``, and (block) a ``reason``."""
 
-    seatId = _seat_id_field(required=False, help_text="One seat's id.")
-    seatIds = serializers.ListField(
-        child=_seat_id_field(),
-        required=False,
-        allow_empty=False,
-        max_length=MAX_IDS_PER_REQUEST,
-        help_text=f"Several seats' ids (1 to {MAX_IDS_PER_REQUEST}, no duplicates): all or none.",
-    )
     reason = StrictCharField(
         required=False,
         max_length=200,
@@ -130,8 +126,6 @@ class BlockRequestSerializer(serializers.Serializer):
         help_text="Block only: why the seats are held back (press, technical, sight line); kept, never shown "
         "on the public map.",
     )
-
-    validate = SeatsRequestSerializer.validate
 
 
 class ConfirmRequestSerializer(SeatsRequestSerializer):
