@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template import loader
 
 from .api.exceptions import count_error, describe_error, json_error
+from .error_views import is_api
 from .errors import Busy
 from .metrics import DEPENDENCY_ERRORS
 
@@ -44,8 +45,7 @@ class DatabaseUnavailableMiddleware:
         if now - DatabaseUnavailableMiddleware._logged_at >= LOG_SECONDS:
             DatabaseUnavailableMiddleware._logged_at = now
             logger.warning("database unavailable, answering 503 (at most one line per %ss)", LOG_SECONDS, exc_info=True)
-        path = request.path_info
-        if path == "/api" or path.startswith("/api/"):
+        if is_api(request):
             error = describe_error(Busy())
             assert error is not None
             count_error(error)
