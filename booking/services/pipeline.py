@@ -96,7 +96,7 @@ def write_transaction() -> Iterator[None]:
 class _WriteState:
     """What a write transaction did, for its last statements and its commit."""
 
-    #: Event id -> the lowest seat id changed (which picks its seat-map counter's shard).
+    #: Event id -> the lowest seat id changed (on SQLite it picks the seat-map counter's shard).
     changed_maps: dict[int, int] = field(default_factory=dict)
     #: Every seat's change, for the activity log and counters after commit.
     changes: list[activity.Change] = field(default_factory=list)

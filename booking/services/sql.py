@@ -113,10 +113,9 @@ WHERE id = (
     SELECT id FROM booking_seatmapversion WHERE event_id = %s ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
 )
 """
-#: Shard numbers a new counter row draws from (a smallint column).
+#: Shard numbers a new counter row draws from (a smallint column): writers that add rows at
+#: once rarely pick the same one.
 SHARD_NUMBERS = 32767
-# A new row's shard is drawn at random: writers that add rows at once rarely pick the same.
-_BUMP_NEW_SHARD = _BUMP_SEAT_MAP
 
 
 def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
@@ -131,7 +130,7 @@ def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
                 continue
             cursor.execute(_BUMP_FREE_SHARD, [event_id])
             if cursor.rowcount == 0:
-                cursor.execute(_BUMP_NEW_SHARD, [event_id, random.randrange(SHARD_NUMBERS)])
+                cursor.execute(_BUMP_SEAT_MAP, [event_id, random.randrange(SHARD_NUMBERS)])
 
 
 def set_statement_timeout(milliseconds: int) -> None:
