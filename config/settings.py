@@ -248,6 +248,8 @@ if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
 # each socket (booking/live_feed.py), so a push costs Redis one message per
 # event and process. Sync code (the WSGI server's threads, Celery) publishes
 # through booking/live.py's publisher thread.
+#: Seconds a channel layer read may wait: longer than channels-redis' blocking pop (brpop_timeout).
+CHANNEL_LAYER_READ_TIMEOUT = 10.0
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -257,7 +259,16 @@ if REDIS_URL:
                 # the publisher bounds each send itself (booking/live.py). Longer than the others:
                 # in a burst of connects the live process's event loop is busy for a moment, and
                 # no request thread waits on it (a feed that cannot join closes its socket: 4503).
-                "hosts": [{"address": REDIS_URL, "socket_connect_timeout": max(DEPENDENCY_CONNECT_TIMEOUT, 2.0)}],
+                # The read timeout must outlast channels-redis' blocking pop (5 s): redis-py's default is
+                # 5 s too, and a message Redis popped just as the read gave up was lost (the watchers
+                # benchmark lost a round's changes that way).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_connect_timeout": max(DEPENDENCY_CONNECT_TIMEOUT, 2.0),
+                        "socket_timeout": CHANNEL_LAYER_READ_TIMEOUT,
+                    }
+                ],
                 "prefix": env.str("CHANNEL_LAYER_PREFIX", default="booking"),
                 "capacity": 1000,
                 "expiry": 30,

@@ -120,3 +120,15 @@ def test_an_in_memory_layer_without_a_loop_sends_nothing_and_starts_no_thread(mo
         live.publish_seat_changes([seat(1, 1)])
     channel_layers.backends.clear()
     assert submitted == []
+
+
+def test_the_layers_reads_outlast_its_blocking_pop():
+    """redis-py gives up a read after 5 s by default, channels-redis blocks a pop for 5 s: a message
+    Redis popped as the read gave up was lost (a round of changes never reached the watchers)."""
+    from channels_redis.core import RedisChannelLayer
+    from django.conf import settings
+
+    assert settings.CHANNEL_LAYER_READ_TIMEOUT > RedisChannelLayer.brpop_timeout
+    layer = get_channel_layer()
+    if isinstance(layer, RedisChannelLayer):  # CI's PostgreSQL run: the layer the processes use
+        assert all(host["socket_timeout"] == settings.CHANNEL_LAYER_READ_TIMEOUT for host in layer.hosts)
