@@ -37,8 +37,8 @@ try:  # pragma: no cover - optional speed-up
 except ImportError:  # pragma: no cover
     uvloop = None
 
-#: Frames between two acknowledgements (the server resyncs a client 200 behind; the page acks every 10).
-ACK_EVERY = 5
+#: Frames between two acknowledgements, as the page (the server resyncs a client 200 behind).
+ACK_EVERY = 10
 SEATS, SNAPSHOT, RESYNC, OTHER = 0, 1, 2, 3
 RESYNC_TEXT = b'{"type":"resync"}'
 #: A watcher closed more often than this gives up (reported as failed) instead of looping.

@@ -7,12 +7,16 @@ seat changes as ``{"type": "seats", "seats": [...]}`` frames, gathered per
 round by the process's feed of the event (:mod:`booking.live_feed`).
 
 The consumer joins the feed *before* it reads the snapshot, so no change
-committed meanwhile is lost; changes that come before the snapshot is sent
-wait, and are then sent only where newer than it. Every seat write bumps the
+committed meanwhile is lost; the rounds that come while the snapshot goes out
+are sent after it, only where newer than it. Every seat write bumps the
 seat's ``version``, so a client never gets a state older than one it has.
 
-A client acknowledges what it has received, ``{"ack": <frames received>}``,
-every few frames; one that falls more than ``MAX_UNACKED`` frames behind gets
+Each socket sends from a task of its own: the snapshot's parts one after the
+other (each waits while the socket's buffer is full, so a burst of connects
+does not pile the map up in memory once per client), then what the feed has
+for it. Meanwhile the client's acknowledgements come in:
+``{"ack": <frames received>}`` every few frames; one that falls more than
+``MAX_UNACKED`` frames behind, or behind the rounds the feed keeps, gets
 ``{"type": "resync"}`` and is closed (4409), and reconnects for a fresh
 snapshot, instead of the server buffering for it without bound.
 """
@@ -20,14 +24,17 @@ snapshot, instead of the server buffering for it without bound.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+import logging
 
 import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import dependencies
-from .live_feed import MAX_UNACKED, EventFeed, feeds
+from .live_feed import Behind, EventFeed, Snapshot, feeds
 from .metrics import LIVE_WATCHERS
+
+logger = logging.getLogger(__name__)
 
 #: Close code for an event that does not exist (4000-4999 are the application's).
 CLOSE_UNKNOWN_EVENT = 4404
@@ -36,6 +43,8 @@ CLOSE_UNKNOWN_EVENT = 4404
 CLOSE_TRY_AGAIN = 4503
 #: Close code after ``resync``: the client fell too far behind and must reconnect.
 CLOSE_RESYNC = 4409
+#: Frames a client may have outstanding (sent, not acknowledged) before it is told to resync.
+MAX_UNACKED = 200
 
 
 class SeatMapConsumer(AsyncWebsocketConsumer):
@@ -45,21 +54,18 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     feed: EventFeed | None = None
-    #: Seat id -> the newest version this client has; None until the snapshot is read.
-    versions: dict[int, int] | None = None
     #: The event this client is counted as watching (booking_live_watchers), once it got its snapshot.
     watching: str | None = None
-    #: Offers that came before the snapshot was sent; None once it has been.
-    held: list[tuple[str, list[tuple[int, int]], list[dict[str, Any]]]] | None = None
+    sender: asyncio.Task | None = None
     sent = 0
     acked = 0
     done = False
 
     async def connect(self) -> None:
         event_id = self.scope["url_route"]["kwargs"]["event_id"]
-        self.held = []
-        # Accept at once: in a burst of connects the handshake must not wait for the snapshot
-        # (daphne closes a handshake after 5 s), and a close needs an accepted socket to carry a code.
+        self._woken = asyncio.Event()
+        # Accept at once: in a burst of connects the handshake must not wait for the snapshot,
+        # and a close needs an accepted socket to carry a code.
         await self.accept()
         try:
             self.feed = await feeds().join(event_id, self)
@@ -67,49 +73,50 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
             dependencies.channel_layer.failed(error)
             await self.close(code=CLOSE_TRY_AGAIN)
             return
-        snapshot = await self.feed.snapshot()
-        if snapshot is None:
+        # Sent from a task of its own, so this consumer keeps reading the client's acks meanwhile.
+        self.sender = asyncio.ensure_future(self._send_all(self.feed, event_id))
+
+    def wake(self) -> None:
+        """The feed has a new round."""
+        self._woken.set()
+
+    async def _send_all(self, feed: EventFeed, event_id: int) -> None:
+        try:
+            snapshot = await feed.snapshot()
+            if snapshot is None:
+                await self._leave()
+                await self.close(code=CLOSE_UNKNOWN_EVENT)
+                return
+            self.watching = str(event_id)
+            LIVE_WATCHERS.labels(self.watching).inc()
+            for frame in snapshot.frames:
+                await self._send_frame(frame)
+            await self._send_changes(feed, snapshot)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database, or a socket gone mid-send: the client reconnects
+            logger.exception("live map of event %s: sending failed", event_id)
+            self.done = True
             await self._leave()
-            await self.close(code=CLOSE_UNKNOWN_EVENT)
-            return
-        self.versions = dict(snapshot.versions)
-        self.watching = str(event_id)
-        LIVE_WATCHERS.labels(self.watching).inc()
-        for frame in snapshot.frames:
-            if self.done:
+            with contextlib.suppress(Exception):
+                await self.close(code=CLOSE_TRY_AGAIN)
+
+    async def _send_changes(self, feed: EventFeed, snapshot: Snapshot) -> None:
+        next_round = snapshot.first_round
+        while not self.done:
+            self._woken.clear()
+            try:
+                frame, next_round = feed.frame_for(snapshot, next_round)
+            except Behind:
+                await self._resync()
+                return
+            if frame is None:
+                await self._woken.wait()
+                continue
+            if self.sent - self.acked >= MAX_UNACKED:
+                await self._resync()
                 return
             await self._send_frame(frame)
-            await asyncio.sleep(0)  # a big map does not keep the other sockets waiting
-        held, self.held = self.held or [], None
-        for frame, changes, changed in held:
-            await self.offer(frame, changes, changed)
-
-    async def offer(self, frame: str, changes: list[tuple[int, int]], seats: list[dict[str, Any]]) -> None:
-        """A round's changes from the feed: the shared frame, or this client's newer part of it."""
-        if self.done:
-            return
-        if self.held is not None:
-            if len(self.held) >= MAX_UNACKED:
-                await self._resync()
-            else:
-                self.held.append((frame, changes, seats))
-            return
-        if self.sent - self.acked >= MAX_UNACKED:
-            await self._resync()
-            return
-        versions = self.versions
-        if versions is None:
-            return
-        if all(version > versions.get(seat_id, -1) for seat_id, version in changes):
-            for seat_id, version in changes:
-                versions[seat_id] = version
-            await self._send_frame(frame)
-            return
-        newer = [seat for seat in seats if seat["version"] > versions.get(seat["id"], -1)]
-        if newer:
-            for seat in newer:
-                versions[seat["id"]] = seat["version"]
-            await self._send_frame(orjson.dumps({"type": "seats", "seats": newer}).decode())
 
     async def _send_frame(self, text: str) -> None:
         self.sent += 1
@@ -131,7 +138,21 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.done = True
+        sender = self.sender
+        if sender is not None and sender is not asyncio.current_task():
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
         await self._leave()
+
+    async def dispatch(self, message) -> None:
+        # Channels closes stale database connections (a thread hop) before every handler; an
+        # ack touches no database, and that hop was a quarter of the live process's CPU at
+        # 2 000 watchers (docs/benchmark.md). Everything else goes the usual way.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """Only ``{"ack": n}`` means something; anything else is ignored, junk included."""

@@ -4,15 +4,22 @@ A process has one feed per event it has watchers for. The feed alone is a
 member of the event's channel-layer group (one layer channel of its own), so
 a push costs the layer one message per event and live process, whatever the
 number of watchers: with channels-redis' core layer one list per process,
-not one per watcher. The feed gathers what comes for ``ROUND_SECONDS``, keeps
-each seat's newest version, encodes one ``{"type": "seats"}`` frame per
-round, and hands the same text to every watcher; a watcher that already has
-a newer state of one of the seats gets its own, filtered frame instead.
+not one per watcher. The feed gathers what comes for a round, keeps each
+seat's newest version (dropping any state older than one it already sent),
+numbers the round, encodes it once as a ``{"type": "seats"}`` frame and keeps
+the last ``BACKLOG_ROUNDS`` rounds.
 
-Watchers acknowledge the frames they have received (``{"ack": n}``); one
-that has more than ``MAX_UNACKED`` frames outstanding is told to resync
-(``{"type": "resync"}``, then closed) instead of the process buffering for it
-without bound; its page reconnects and gets a fresh snapshot.
+Each watcher sends from a task of its own (so a socket whose buffer is full
+keeps no other waiting) and keeps only the shared snapshot it started from
+and the number of the next round it has not sent. A watcher that is up to
+date sends the round's shared frame; one that is behind (a slow socket, or
+rounds that came while its snapshot went out) sends one frame that merges
+every round it missed, newest state per seat, and watchers in the same place
+share that frame too. Memory is the feed's, not a copy of the map per watcher.
+
+Rounds last ``ROUND_SECONDS``, longer with many watchers: a process sends at
+most about ``FRAMES_PER_SECOND`` frames a second (each costs the server the
+same, whatever it holds), up to ``MAX_ROUND_SECONDS`` a round.
 
 The feed refreshes its group membership every ``REFRESH_SECONDS`` (the layer
 expires members after ``group_expiry``), so a process that died leaves no
@@ -23,8 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import weakref
+from collections import deque
 from typing import Any, Protocol
 
 import orjson
@@ -37,26 +46,34 @@ from .selectors import event_seat_snapshot
 
 logger = logging.getLogger(__name__)
 
-#: How long a feed gathers changes before it sends them: a frame per watcher per round at most.
+#: The shortest round: how long a feed gathers changes before it sends them.
 ROUND_SECONDS = 0.1
-#: Frames a watcher may have outstanding (sent, not acknowledged) before it is told to resync.
-MAX_UNACKED = 200
+#: The longest round, however many watchers (a change reaches a watcher within about this).
+MAX_ROUND_SECONDS = 0.5
+#: Frames a second a process aims to send at most: rounds get longer with more watchers
+#: (2 000 watchers: 0.5 s rounds). Measured in docs/benchmark.md.
+FRAMES_PER_SECOND = 4000
+#: Rounds a feed keeps for watchers that are behind; one further behind is told to resync.
+BACKLOG_ROUNDS = 1200
 #: How often a feed renews its group membership; below the layer's group_expiry.
 REFRESH_SECONDS = 60.0
-#: Watchers served between two yields to the event loop, so other sockets are not kept waiting.
-FAN_OUT_SLICE = 200
-#: Snapshot rows per frame: about 0.4 MB of JSON, well under daphne's 1 MiB message limit.
+#: Snapshot rows per frame: about 0.4 MB of JSON, well under the server's 1 MiB message limit.
 SNAPSHOT_ROWS = 5000
 #: How long a snapshot read waits for more connects to share it (a burst costs a few reads).
 SNAPSHOT_GATHER_SECONDS = 0.02
 
+_serials = itertools.count(1)
+
 
 class Snapshot:
-    """An event's seat map as its frames (encoded once, sent to every watcher that shares the read)."""
+    """An event's seat map as its frames (encoded once, sent to every watcher that shares the read),
+    its seats' versions, and the first round that may hold a change the read did not see."""
 
     def __init__(self, versions: dict[int, int], frames: list[str]) -> None:
         self.versions = versions
         self.frames = frames
+        self.serial = next(_serials)
+        self.first_round = 0
 
 
 def read_snapshot(event_id: int) -> Snapshot | None:
@@ -77,8 +94,23 @@ def read_snapshot(event_id: int) -> Snapshot | None:
     return Snapshot({seat["id"]: seat["version"] for seat in seats}, frames)
 
 
+class Round:
+    """One round's changes: the newest state of each seat, and that as one frame."""
+
+    __slots__ = ("number", "seats", "frame")
+
+    def __init__(self, number: int, seats: list[dict[str, Any]]) -> None:
+        self.number = number
+        self.seats = seats
+        self.frame = orjson.dumps({"type": "seats", "seats": seats}).decode()
+
+
 class Watcher(Protocol):
-    async def offer(self, frame: str, changes: list[tuple[int, int]], seats: list[dict[str, Any]]) -> None: ...
+    def wake(self) -> None: ...
+
+
+class Behind(Exception):
+    """The rounds a watcher still needs are no longer kept: it must resync."""
 
 
 class EventFeed:
@@ -88,6 +120,13 @@ class EventFeed:
         self.event_id = event_id
         self.group = event_group_name(event_id)
         self.watchers: set[Watcher] = set()
+        self.rounds: deque[Round] = deque(maxlen=BACKLOG_ROUNDS)
+        #: The number of the newest round (0: none yet).
+        self.last_round = 0
+        #: Seat id -> the newest version the feed has sent: an older state that comes late is dropped.
+        self.sent_versions: dict[int, int] = {}
+        #: (snapshot serial, first round, last round) -> the frame for a watcher there (None: nothing new).
+        self._frames: dict[tuple[int, int, int], str | None] = {}
         self._layer: Any = None
         self._channel: str | None = None
         self._tasks: list[asyncio.Task] = []
@@ -97,7 +136,8 @@ class EventFeed:
 
     async def snapshot(self) -> Snapshot | None:
         """The event's seat map read after the caller joined: a read not yet begun is shared by
-        every watcher that asks before it begins (it then holds all their changes since)."""
+        every watcher that asks before it begins (the rounds from its ``first_round`` on hold
+        every change it may have missed)."""
         if self._next_read is None:
             self._next_read = asyncio.ensure_future(self._read_shared_snapshot())
         return await asyncio.shield(self._next_read)
@@ -105,7 +145,40 @@ class EventFeed:
     async def _read_shared_snapshot(self) -> Snapshot | None:
         await asyncio.sleep(SNAPSHOT_GATHER_SECONDS)
         self._next_read = None  # who asks from now on may have joined after this read began
-        return await database_sync_to_async(read_snapshot)(self.event_id)
+        # A round sent before the read begins holds only changes committed before it (a push
+        # leaves after its commit): the read sees them all.
+        first_round = self.last_round + 1
+        snapshot = await database_sync_to_async(read_snapshot)(self.event_id)
+        if snapshot is not None:
+            snapshot.first_round = first_round
+        return snapshot
+
+    def frame_for(self, snapshot: Snapshot, first_round: int) -> tuple[str | None, int]:
+        """What a watcher that has ``snapshot`` and every round before ``first_round`` sends now:
+        the frame (None when nothing is newer than it has), and the next round it needs.
+        Raises Behind when those rounds are no longer kept."""
+        last = self.last_round
+        if first_round > last:
+            return None, first_round
+        key = (snapshot.serial, first_round, last)
+        if key not in self._frames:
+            if not self.rounds or first_round < self.rounds[0].number:
+                raise Behind
+            self._frames[key] = self._frame(snapshot, first_round)
+        return self._frames[key], last + 1
+
+    def _frame(self, snapshot: Snapshot, first_round: int) -> str | None:
+        versions = snapshot.versions
+        skip = first_round - self.rounds[0].number
+        rounds = list(itertools.islice(self.rounds, skip, None))
+        if len(rounds) == 1 and all(s["version"] > versions.get(s["id"], -1) for s in rounds[0].seats):
+            return rounds[0].frame  # the common case: one round, all of it new to the watcher
+        newest: dict[int, dict[str, Any]] = {}
+        for round_ in rounds:  # rounds only ever carry newer versions of a seat than earlier rounds
+            for seat in round_.seats:
+                newest[seat["id"]] = seat
+        seats = [seat for seat in newest.values() if seat["version"] > versions.get(seat["id"], -1)]
+        return orjson.dumps({"type": "seats", "seats": seats}).decode() if seats else None
 
     async def join(self, watcher: Watcher) -> None:
         """Add a watcher; returns once the feed is in the group (changes from now on reach it).
@@ -153,7 +226,9 @@ class EventFeed:
             except asyncio.CancelledError:
                 raise
             except Exception:  # the layer is down: retry, the watchers keep what they have
-                logger.warning("live feed of event %s: channel layer receive failed; retrying", self.event_id)
+                logger.warning(
+                    "live feed of event %s: channel layer receive failed; retrying", self.event_id, exc_info=True
+                )
                 await asyncio.sleep(1.0)
                 continue
             inbox.put_nowait(message)
@@ -164,44 +239,46 @@ class EventFeed:
             with contextlib.suppress(Exception):
                 await layer.group_add(self.group, channel)
 
+    def round_seconds(self) -> float:
+        return max(ROUND_SECONDS, min(MAX_ROUND_SECONDS, len(self.watchers) / FRAMES_PER_SECOND))
+
     async def _rounds(self) -> None:
         inbox = self._inbox
         loop = asyncio.get_running_loop()
         while True:
             newest: dict[int, dict[str, Any]] = {}
-            _take(newest, await inbox.get())
-            deadline = loop.time() + ROUND_SECONDS
+            self._take(newest, await inbox.get())
+            deadline = loop.time() + self.round_seconds()
             while (left := deadline - loop.time()) > 0:
                 try:
-                    _take(newest, await asyncio.wait_for(inbox.get(), left))
+                    self._take(newest, await asyncio.wait_for(inbox.get(), left))
                 except TimeoutError:
                     break
             while not inbox.empty():
-                _take(newest, inbox.get_nowait())
+                self._take(newest, inbox.get_nowait())
             try:
-                await self._fan_out(list(newest.values()))
+                self._publish(list(newest.values()))
             except Exception:  # one bad round must not end the feed
                 logger.exception("live feed of event %s: a round failed", self.event_id)
 
-    async def _fan_out(self, seats: list[dict[str, Any]]) -> None:
+    def _take(self, newest: dict[int, dict[str, Any]], message: dict[str, Any]) -> None:
+        sent = self.sent_versions
+        for seat in message.get("seats", ()):
+            seat_id, version = seat["id"], seat["version"]
+            kept = newest.get(seat_id)
+            if version > sent.get(seat_id, -1) and (kept is None or version > kept["version"]):
+                newest[seat_id] = seat
+
+    def _publish(self, seats: list[dict[str, Any]]) -> None:
         if not seats:
             return
-        frame = orjson.dumps({"type": "seats", "seats": seats}).decode()
-        changes = [(seat["id"], seat["version"]) for seat in seats]
-        for index, watcher in enumerate(list(self.watchers)):
-            if index and index % FAN_OUT_SLICE == 0:
-                await asyncio.sleep(0)
-            try:
-                await watcher.offer(frame, changes, seats)
-            except Exception:
-                logger.exception("live feed of event %s: a watcher failed", self.event_id)
-
-
-def _take(newest: dict[int, dict[str, Any]], message: dict[str, Any]) -> None:
-    for seat in message.get("seats", ()):
-        kept = newest.get(seat["id"])
-        if kept is None or seat["version"] > kept["version"]:
-            newest[seat["id"]] = seat
+        for seat in seats:
+            self.sent_versions[seat["id"]] = seat["version"]
+        self.last_round += 1
+        self.rounds.append(Round(self.last_round, seats))
+        self._frames = {}  # every key named an older last round
+        for watcher in list(self.watchers):
+            watcher.wake()
 
 
 class Feeds:
