@@ -1,6 +1,6 @@
 """The watchers check: W live watchers of one big event while the clients book at full rate.
 
-For each W (``--watchers``): the Procfile's ``live:`` process (daphne) is started
+For each W (``--watchers``): the Procfile's ``live:`` process (uvicorn) is started
 on the Redis channel layer the web server pushes to, and two rounds of bookings
 run, in turns: one with W watchers (``python -m bench.watchclient``, a process
 of its own) connected to the watched event, one without any, on an event of as

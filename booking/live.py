@@ -5,7 +5,7 @@ that nothing is pushed for a change that rolled back.
 
 How a push leaves the process depends on where the write ran:
 
-- In a thread of an ASGI server (daphne: ``make run``, the ``live`` process),
+- In a thread of an ASGI server (daphne in ``make run``, uvicorn in the ``live`` process),
   the push hops to that server's event loop, where an in-memory layer's
   consumers live.
 - Elsewhere (the WSGI web server's threads, a Celery worker, a management
@@ -101,7 +101,7 @@ Changes = list[tuple[str, list[dict[str, Any]]]]
 async def _send(layer, changes: Changes) -> None:
     """Each group message waits at most the dependency timeout; none is tried while the channel
     layer's breaker is open (booking/dependencies.py counts and logs the failures), so a layer
-    that is down or silent neither holds a request (daphne's threads wait for this) nor lets
+    that is down or silent neither holds a request (the ASGI server's threads wait for this) nor lets
     the publisher's queue grow."""
     breaker = dependencies.channel_layer
     timeout = getattr(settings, "DEPENDENCY_TIMEOUT", dependencies.TIMEOUT)

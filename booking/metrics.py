@@ -4,7 +4,7 @@ Counters and histograms are updated where things happen; the backlogs are read
 from the database when Prometheus scrapes (:class:`BacklogCollector`), so they
 cost nothing between scrapes. With ``PROMETHEUS_MULTIPROC_DIR`` set (before
 any process imports prometheus_client) every process of the machine, web
-server workers, daphne and Celery workers alike, writes its values to files
+server workers, the ASGI servers and Celery workers alike, writes its values to files
 there and one scrape sums them (docs/operations.md).
 """
 

@@ -52,7 +52,7 @@ def is_allowed(request: HttpRequest) -> bool:
 
 def _forget_dead_processes(path: str) -> None:
     """Drop the live gauges (watchers) of processes that are gone: prometheus_client leaves
-    that bookkeeping to the server's worker-exit hook, which granian and daphne do not have."""
+    that bookkeeping to the server's worker-exit hook, which granian and the ASGI servers do not have."""
     for name in glob.glob(os.path.join(path, "gauge_live*.db")):
         match = _LIVE_GAUGE_FILE.search(name)
         if match is None:

@@ -1,6 +1,6 @@
 """The ASGI application: Django's HTTP views and the live seat map's WebSockets.
 
-Served by daphne (``make run``, Procfile's ``live`` process). WebSockets are
+Served by daphne in ``make run`` and by uvicorn in Procfile's ``live`` process. WebSockets are
 checked against ALLOWED_HOSTS by their Origin header (a cross-site page cannot
 open one with a visitor's session) and carry the session's user.
 """

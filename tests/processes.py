@@ -149,12 +149,24 @@ def wait_for_http(url: str, *, timeout: float, process: Process | None = None) -
     raise AssertionError(f"{url} did not answer 200 within {timeout}s ({last_error}):\n{output}")
 
 
+def procfile_command(name: str) -> str:
+    """A production process's command: the Procfile's ``name:`` line."""
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line[len(name) + 1 :].strip()
+    raise AssertionError(f"Procfile has no {name}: line")
+
+
 def production_web_command() -> str:
     """The production web server's command: the Procfile's ``web:`` line."""
-    for line in (REPO / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            return line[len("web:") :].strip()
-    raise AssertionError("Procfile has no web: line")
+    return procfile_command("web")
+
+
+def shell_exec(command: str) -> str:
+    """A Procfile line as ``bash -c`` runs it in the shell's place: ``NAME=value … exec cmd``."""
+    match = re.match(r"((?:\w+=\S*\s+)*)(.*)", command)
+    assert match is not None
+    return f"{match.group(1)}exec {match.group(2)}"
 
 
 def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None) -> tuple[Process, str]:
@@ -175,14 +187,13 @@ def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] 
 
 
 def start_live_server(*, env: dict[str, str] | None = None, port: int | None = None) -> tuple[Process, str]:
-    """The ASGI server (daphne: HTTP, the pages and WebSockets), on the test database and a free
-    port (or ``port``, to restart one); returns it and its base URL. Without persistent database
-    connections, as in Procfile's ``live`` line: they leak under ASGI."""
+    """The ASGI server as the Procfile's ``live:`` line runs it (uvicorn: HTTP, the pages and
+    WebSockets; no persistent database connections: they leak under ASGI), on the test database
+    and a free port (or ``port``, to restart one); returns it and its base URL."""
     port = port or free_port()
-    server = Process(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        env={**(env or child_env()), "CONN_MAX_AGE": "0"},
-    )
+    server_env = {**(env or child_env()), "LIVE_PORT": str(port)}
+    server_env["PATH"] = f"{BIN}{os.pathsep}{server_env.get('PATH', '/usr/bin:/bin')}"
+    server = Process(["bash", "-c", shell_exec(procfile_command("live"))], env=server_env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{base}/api/health", timeout=30, process=server)

@@ -211,7 +211,7 @@ def test_benchmark_small_configuration_produces_every_figure(tmp_path):
     # against a round without; every watcher ended with every seat's version in the database.
     watch = report["watchers"]
     assert watch["counts"] == [WATCHERS] and len(watch["rounds"]) == 1 and watch["watched_event_seats"] == WATCH_SEATS
-    assert "daphne" in watch["live_command"] and watch["layer"] == redis_url()
+    assert "uvicorn" in watch["live_command"] and watch["layer"] == redis_url()
     entry = watch["rounds"][0]
     seen = entry["watch"]
     assert entry["watchers"] == WATCHERS and entry["connect"]["connected"] == WATCHERS == seen["with_snapshot"]

@@ -1,5 +1,5 @@
 """The seat-map page in a real browser (Playwright driving Debian's chromium)
-against a daphne process: two signed-in people see each other's holds and
+against the live: process (uvicorn): two signed-in people see each other's holds and
 bookings live, a conflict is explained, and an unconfirmed hold turns free on
 both screens at its expiry (every expired seat named); a confirm shows its
 booking's reference, "My bookings" lists it and cancels it (its seats free on
@@ -653,7 +653,7 @@ def longest_task_ms(page) -> float:
 
 def test_a_large_map_draws_at_once_with_one_click_handler_and_takes_frames_of_several_seats(scene, server_url, browser):
     """30 000 seats in six sections, sent through Playwright's WebSocket route as the server sends
-    a snapshot (in parts; tests/test_live_rush.py sends 100 000 through daphne): drawn in one pass with no
+    a snapshot (in parts; tests/test_live_rush.py sends 100 000 through the live: process): drawn in one pass with no
     listener on any seat, then a frame of 2 000 seats and a frame of one, each applied in one pass."""
     import json
 

@@ -1,6 +1,6 @@
 """Live updates across processes through channels-redis: a change made by one
 server process (gunicorn, the API) or by the Celery worker (the expiry sweep)
-reaches a WebSocket client connected to another process (daphne) within a second."""
+reaches a WebSocket client connected to another process (the Procfile's live:) within a second."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_the_worker_sweep_reaches_the_client(shared_env, live_server_url, make_e
     seat_id = event.seats.order_by("pk").values_list("pk", flat=True).first()
     with running_worker_and_beat(env=shared_env) as worker:
         with listening(live_server_url, event.id) as listener:
-            result = seats_lock(seat_ids=[seat_id], holder="alice")  # this process has no push to daphne's clients
+            result = seats_lock(seat_ids=[seat_id], holder="alice")  # no push to the live clients from here
             expires = result.lock_expires_at.timestamp()
             # The sweep runs every second: the release comes within a sweep interval (+1 s) of the expiry.
             arrived, message = listener.next(timeout=10)

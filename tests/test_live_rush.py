@@ -1,5 +1,5 @@
-"""The live map under a sale rush, against the real ASGI server (daphne, as Procfile's live: line
-runs it) on the Redis channel layer: a 100 000-seat snapshot arrives in parts under daphne's
+"""The live map under a sale rush, against the real ASGI server (uvicorn, as Procfile's live: line
+runs it) on the Redis channel layer: a 100 000-seat snapshot arrives in parts under the server's
 message size limit; a burst of 1 000 connects all succeed, the event's group holds one member
 for the whole process (the feed) whatever the number of watchers, and none once they are gone."""
 
@@ -24,8 +24,8 @@ from .processes import child_env, start_live_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
-#: daphne's default limit on one WebSocket message (websocket_max_message_size).
-DAPHNE_MESSAGE_LIMIT = 1024 * 1024
+#: The live: line's limit on one WebSocket message (--ws-max-size).
+MESSAGE_LIMIT = 1024 * 1024
 WATCHERS = int(__import__("os").environ.get("RUSH_WATCHERS", "1000"))
 
 
@@ -78,11 +78,39 @@ def test_a_100000_seat_snapshot_reaches_the_client_in_parts(live, db):
             rows += frame["rows"]
         took = time.monotonic() - started
     assert len(rows) == 100_000 and parts == -(-100_000 // SNAPSHOT_ROWS)
-    assert max(sizes) < DAPHNE_MESSAGE_LIMIT
+    assert max(sizes) < MESSAGE_LIMIT
     seats = [dict(zip(columns, row, strict=True)) for row in rows]
     assert len({seat["id"] for seat in seats}) == 100_000
     assert [seat["status"] for seat in seats if seat["id"] in held] == ["locked"] * 3
     assert took < 30, f"the snapshot took {took:.1f} s"
+
+
+def test_a_client_that_stops_reading_keeps_no_other_waiting(live, db):
+    """Each socket sends from a task of its own: one whose buffers are full (its 5.5 MB snapshot
+    unread) leaves the process free to serve another client its snapshot and then a change."""
+    ws_base, origin, server = live
+    event = event_create_with_seats(
+        name="Stadium",
+        starts_at=timezone.now() + timedelta(days=7),
+        rows=[f"R{n}" for n in range(200)],
+        seats_per_row=500,
+    )
+    url = f"{ws_base}/ws/events/{event.pk}/"
+    first = event.seats.order_by("pk").values_list("pk", flat=True)[0]
+    with ws_connect(url, origin=origin, open_timeout=10, max_size=None) as stuck:
+        stuck.recv(timeout=30)  # its first part, then it reads nothing more
+        with ws_connect(url, origin=origin, open_timeout=10, max_size=None) as reader:
+            parts = None
+            received = 0
+            while parts is None or received < parts:
+                frame = json.loads(reader.recv(timeout=30))
+                assert frame["type"] == "snapshot"
+                parts, received = frame["parts"], received + 1
+            locked_at = time.monotonic()
+            seats_lock(seat_ids=[first], holder="alice")
+            frame = json.loads(reader.recv(timeout=5))
+            assert frame["type"] == "seats" and [s["id"] for s in frame["seats"]] == [first]
+            assert time.monotonic() - locked_at < 2, "the change waited on the stuck client"
 
 
 def test_a_burst_of_1000_connects_succeeds_and_leaves_no_group_member(live, prefix, event, seat_ids):

@@ -197,7 +197,7 @@ def test_one_structured_line_per_booking_event(
     assert activity.line("expired", 1, "bob", None, list(range(150))).endswith(",99,...")
 
 
-# --- Watchers and push lag (through the ASGI application, as daphne runs it) -----------
+# --- Watchers and push lag (through the ASGI application, as the live process runs it) -----------
 
 
 @pytest.mark.django_db(transaction=True)
