@@ -358,21 +358,24 @@ def sweep_timing(workdir: Path) -> dict:
     from booking import conf
     from booking.tasks import release_expired_holds
 
-    logger = logging.getLogger("booking.expiry")
+    # The sweep's own lines and the structured line per holder (booking.activity).
+    loggers = [logging.getLogger(name) for name in ("booking.expiry", "booking.activity")]
     handler = logging.FileHandler(workdir / "sweep.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    saved = logger.handlers[:], logger.propagate, logger.level
-    logger.handlers[:] = [handler]
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    saved = [(logger.handlers[:], logger.propagate, logger.level) for logger in loggers]
+    for logger in loggers:
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
     try:
         started = time.perf_counter()
         released = release_expired_holds()
         seconds = time.perf_counter() - started
     finally:
         handler.close()
-        logger.handlers[:], logger.propagate, _ = saved
-        logger.setLevel(saved[2])
+        for logger, (handlers, propagate, level) in zip(loggers, saved, strict=True):
+            logger.handlers[:], logger.propagate = handlers, propagate
+            logger.setLevel(level)
     return {
         "released": released,
         "seconds": round(seconds, 3),
