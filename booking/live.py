@@ -98,13 +98,20 @@ def flush(timeout: float = FLUSH_SECONDS) -> bool:
 Changes = list[tuple[str, list[dict[str, Any]]]]
 
 
-async def _send(layer, changes: Changes) -> None:
-    """Each group message waits at most the dependency timeout; none is tried while the channel
-    layer's breaker is open (booking/dependencies.py counts and logs the failures), so a layer
-    that is down or silent neither holds a request (the ASGI server's threads wait for this) nor lets
-    the publisher's queue grow."""
+#: How long the publisher thread's group message may take. No request waits for that thread, and
+#: on a loaded machine the dependency timeout (0.3 s) tripped the breaker with Redis up (the thread
+#: waited for the interpreter, not for Redis), dropping 10 s of pushes (docs/benchmark.md).
+PUBLISHER_TIMEOUT = 2.0
+
+
+async def _send(layer, changes: Changes, timeout: float | None = None) -> None:
+    """Each group message waits at most ``timeout`` (the dependency timeout in a request's
+    thread); none is tried while the channel layer's breaker is open (booking/dependencies.py
+    counts and logs the failures), so a layer that is down or silent neither holds a request
+    (the ASGI server's threads wait for this) nor lets the publisher's queue grow."""
     breaker = dependencies.channel_layer
-    timeout = getattr(settings, "DEPENDENCY_TIMEOUT", dependencies.TIMEOUT)
+    if timeout is None:
+        timeout = _dependency_timeout()
     for group, seats in changes:
         if not breaker.allow():
             return  # best effort: the clients' next snapshot shows these seats
@@ -114,6 +121,10 @@ async def _send(layer, changes: Changes) -> None:
             breaker.failed(error)
             return
         breaker.succeeded()
+
+
+def _dependency_timeout() -> float:
+    return getattr(settings, "DEPENDENCY_TIMEOUT", dependencies.TIMEOUT)
 
 
 def _server_event_loop() -> asyncio.AbstractEventLoop | None:
@@ -191,7 +202,7 @@ class Publisher:
                 if not pending:
                     return
                 for (layer, group), seats in pending.items():
-                    await _send(layer, [(group, seats)])
+                    await _send(layer, [(group, seats)], max(PUBLISHER_TIMEOUT, _dependency_timeout()))
                 _observe_lag(starts)
         finally:
             self._sending = False
