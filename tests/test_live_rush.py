@@ -55,14 +55,19 @@ def group_members(prefix: str, event_id: int) -> int:
     return redis.Redis.from_url(redis_url()).zcard(f"{prefix}:group:event-{event_id}")
 
 
-def test_a_100000_seat_snapshot_reaches_the_client_in_parts(live, db):
-    ws_base, origin, server = live
-    event = event_create_with_seats(
+def stadium():
+    """An event of 100 000 seats (200 rows of 500): a 5.5 MB snapshot."""
+    return event_create_with_seats(
         name="Stadium",
         starts_at=timezone.now() + timedelta(days=7),
         rows=[f"R{n}" for n in range(200)],
         seats_per_row=500,
     )
+
+
+def test_a_100000_seat_snapshot_reaches_the_client_in_parts(live, db):
+    ws_base, origin, server = live
+    event = stadium()
     held = list(event.seats.order_by("pk").values_list("pk", flat=True)[:3])
     seats_lock(seat_ids=held, holder="alice")
     with ws_connect(f"{ws_base}/ws/events/{event.pk}/", origin=origin, open_timeout=10, max_size=None) as socket:
@@ -89,12 +94,7 @@ def test_a_client_that_stops_reading_keeps_no_other_waiting(live, db):
     """Each socket sends from a task of its own: one whose buffers are full (its 5.5 MB snapshot
     unread) leaves the process free to serve another client its snapshot and then a change."""
     ws_base, origin, server = live
-    event = event_create_with_seats(
-        name="Stadium",
-        starts_at=timezone.now() + timedelta(days=7),
-        rows=[f"R{n}" for n in range(200)],
-        seats_per_row=500,
-    )
+    event = stadium()
     url = f"{ws_base}/ws/events/{event.pk}/"
     first = event.seats.order_by("pk").values_list("pk", flat=True)[0]
     with ws_connect(url, origin=origin, open_timeout=10, max_size=None) as stuck:
