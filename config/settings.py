@@ -255,13 +255,12 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # A connect timeout only: a consumer's receive blocks on Redis for seconds by design;
-                # the publisher bounds each send itself (booking/live.py). Longer than the others:
-                # in a burst of connects the live process's event loop is busy for a moment, and
-                # no request thread waits on it (a feed that cannot join closes its socket: 4503).
-                # The read timeout must outlast channels-redis' blocking pop (5 s): redis-py's default is
-                # 5 s too, and a message Redis popped just as the read gave up was lost (the watchers
-                # benchmark lost a round's changes that way).
+                # The connect timeout is longer than the others: in a burst of connects the live
+                # process's event loop is busy for a moment, and no request thread waits on it (a
+                # feed that cannot join closes its socket: 4503). The read timeout must outlast
+                # channels-redis' blocking pop (5 s): redis-py's default is 5 s too, and a message
+                # Redis popped just as the read gave up was lost (the watchers benchmark lost a
+                # round's changes that way). The publisher bounds each send itself (booking/live.py).
                 "hosts": [
                     {
                         "address": REDIS_URL,

@@ -19,6 +19,9 @@ from urllib.parse import quote
 import requests
 from django.db import connection
 
+from bench.watchers import shell_exec  # the Procfile's lines, run as the benchmark runs them
+from bench.webhooks import procfile_command
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -149,24 +152,9 @@ def wait_for_http(url: str, *, timeout: float, process: Process | None = None) -
     raise AssertionError(f"{url} did not answer 200 within {timeout}s ({last_error}):\n{output}")
 
 
-def procfile_command(name: str) -> str:
-    """A production process's command: the Procfile's ``name:`` line."""
-    for line in (REPO / "Procfile").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return line[len(name) + 1 :].strip()
-    raise AssertionError(f"Procfile has no {name}: line")
-
-
-def production_web_command() -> str:
-    """The production web server's command: the Procfile's ``web:`` line."""
-    return procfile_command("web")
-
-
-def shell_exec(command: str) -> str:
-    """A Procfile line as ``bash -c`` runs it in the shell's place: ``NAME=value … exec cmd``."""
-    match = re.match(r"((?:\w+=\S*\s+)*)(.*)", command)
-    assert match is not None
-    return f"{match.group(1)}exec {match.group(2)}"
+def _bin_on_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the virtualenv's bin first on PATH: a Procfile line names its programs bare."""
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"}
 
 
 def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] | None = None) -> tuple[Process, str]:
@@ -175,8 +163,7 @@ def start_web_server(*, workers: int = 2, threads: int = 4, env: dict[str, str] 
     port = free_port()
     server_env = dict(env or child_env())
     server_env.update(PORT=str(port), WEB_CONCURRENCY=str(workers), WEB_THREADS=str(threads))
-    server_env["PATH"] = f"{BIN}{os.pathsep}{server_env.get('PATH', '/usr/bin:/bin')}"
-    server = Process(["bash", "-c", f"exec {production_web_command()}"], env=server_env)
+    server = Process(["bash", "-c", shell_exec(procfile_command("web"))], env=_bin_on_path(server_env))
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{base}/api/health", timeout=30, process=server)
@@ -191,8 +178,7 @@ def start_live_server(*, env: dict[str, str] | None = None, port: int | None = N
     WebSockets; no persistent database connections: they leak under ASGI), on the test database
     and a free port (or ``port``, to restart one); returns it and its base URL."""
     port = port or free_port()
-    server_env = {**(env or child_env()), "LIVE_PORT": str(port)}
-    server_env["PATH"] = f"{BIN}{os.pathsep}{server_env.get('PATH', '/usr/bin:/bin')}"
+    server_env = _bin_on_path({**(env or child_env()), "LIVE_PORT": str(port)})
     server = Process(["bash", "-c", shell_exec(procfile_command("live"))], env=server_env)
     base = f"http://127.0.0.1:{port}"
     try:
