@@ -31,6 +31,7 @@ import orjson
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import dependencies
+from .aio import cancel_and_wait
 from .live_feed import Behind, EventFeed, Snapshot, feeds
 from .metrics import LIVE_WATCHERS
 
@@ -140,9 +141,7 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         self.done = True
         sender = self.sender
         if sender is not None and sender is not asyncio.current_task():
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+            await cancel_and_wait(sender)
         await self._leave()
 
     async def dispatch(self, message) -> None:
@@ -169,6 +168,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
 class NotFoundConsumer(AsyncWebsocketConsumer):
     """Any other WebSocket path (or an id too long for the database): closed with 4404,
     as an unknown event is, instead of failing the handshake with a routing error."""
+
+    channel_layer_alias = None  # it receives nothing: no layer channel (a Redis receive) per socket
 
     async def connect(self) -> None:
         await self.accept()

@@ -116,7 +116,8 @@ async def _send(layer, changes: Changes, timeout: float | None = None) -> None:
         if not breaker.allow():
             return  # best effort: the clients' next snapshot shows these seats
         try:
-            await asyncio.wait_for(layer.group_send(group, {"type": "seats.changed", "seats": seats}), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancel (booking/aio.py)
+                await layer.group_send(group, {"type": "seats.changed", "seats": seats})
         except Exception as error:  # a lost push must never undo or fail a committed booking
             breaker.failed(error)
             return

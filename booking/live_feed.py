@@ -40,6 +40,7 @@ import orjson
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from .aio import cancel_and_wait
 from .live import event_group_name
 from .representations import iso
 from .selectors import event_seat_snapshot
@@ -208,11 +209,7 @@ class EventFeed:
             layer, channel, tasks = self._layer, self._channel, self._tasks
             self._channel, self._tasks = None, []
             self._inbox = asyncio.Queue()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(*tasks)
             with contextlib.suppress(Exception):  # a layer that is down: the member expires by itself
                 await layer.group_discard(self.group, channel)
             return True
@@ -251,9 +248,11 @@ class EventFeed:
             deadline = loop.time() + self.round_seconds()
             while (left := deadline - loop.time()) > 0:
                 try:
-                    self._take(newest, await asyncio.wait_for(inbox.get(), left))
+                    async with asyncio.timeout(left):  # not wait_for: it can lose a cancel (booking/aio.py)
+                        message = await inbox.get()
                 except TimeoutError:
                     break
+                self._take(newest, message)
             while not inbox.empty():
                 self._take(newest, inbox.get_nowait())
             try:

@@ -275,12 +275,42 @@ async def test_an_unknown_event_or_path_closes_the_socket(db, path):
     await communicator.wait()
 
 
-async def test_a_foreign_origin_is_refused(event):
+@pytest.fixture
+def layer_channels_opened(monkeypatch) -> list[str]:
+    """The channel-layer channels sockets open from now on (a consumer with a layer opens one)."""
+    layer = get_channel_layer()
+    opened: list[str] = []
+    new_channel = layer.new_channel
+
+    async def recording(prefix="specific."):
+        opened.append(name := await new_channel(prefix))
+        return name
+
+    monkeypatch.setattr(layer, "new_channel", recording)
+    return opened
+
+
+async def test_a_foreign_origin_is_refused_without_a_channel_layer_channel(event, layer_channels_opened):
+    """Channels' own denial opened a layer channel (a Redis receive) per refused socket."""
     communicator = WebsocketCommunicator(
         application, f"/ws/events/{event.id}/", headers=[(b"origin", b"http://evil.example")]
     )
     connected, _ = await communicator.connect(timeout=5)
     assert not connected
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+    await communicator.wait(timeout=2)
+    assert layer_channels_opened == []
+
+
+async def test_an_unknown_path_opens_no_channel_layer_channel(db, layer_channels_opened):
+    communicator = WebsocketCommunicator(application, "/ws/nowhere/", headers=[ORIGIN])
+    assert (await communicator.connect(timeout=5))[0]
+    assert await communicator.receive_output(timeout=3) == {
+        "type": "websocket.close",
+        "code": consumers.CLOSE_UNKNOWN_EVENT,
+    }
+    await communicator.wait(timeout=2)
+    assert layer_channels_opened == []
 
 
 async def test_the_changes_of_one_round_leave_in_one_frame_newest_version_each(event, seat_ids, monkeypatch):
