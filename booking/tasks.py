@@ -9,7 +9,7 @@ from .errors import Busy
 from .metrics import SWEEP_SECONDS
 from .services import holds_release_expired
 from .services.idempotency import idempotency_keys_purge
-from .services.webhooks import webhook_deliver, webhook_messages_purge, webhooks_deliver_due
+from .services.webhooks import webhook_messages_purge, webhooks_deliver, webhooks_deliver_due
 
 logger = logging.getLogger("booking.expiry")
 
@@ -35,7 +35,7 @@ def purge_idempotency_keys() -> int:
 def deliver_webhooks(delivery_ids: list[int]) -> list[str]:
     """An attempt at each of one endpoint's webhook deliveries, in turn (each a no-op unless it is
     due: a duplicate send does no harm)."""
-    return [webhook_deliver(delivery_id) for delivery_id in delivery_ids]
+    return webhooks_deliver(delivery_ids)
 
 
 @shared_task(ignore_result=True)

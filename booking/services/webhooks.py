@@ -6,9 +6,9 @@ with the change, so a committed change always has its message and a rolled-back
 one never does. After commit the process's sender (``booking/webhook_sender.py``)
 hands the new deliveries to the webhooks worker, gathered; beat's
 :func:`webhooks_deliver_due` sends whatever is due (a send that was lost, a
-worker that was down, the retries). :func:`webhook_deliver` makes one attempt:
-it leases the delivery (a worker killed mid-attempt lets it go when the lease
-ends), POSTs the signed message, and records the outcome.
+worker that was down, the retries). :func:`webhooks_deliver` makes an attempt
+at each of a batch: it leases them (a worker killed mid-attempt lets them go
+when the lease ends), POSTs each signed message, and records the outcomes.
 """
 
 from __future__ import annotations
@@ -221,18 +221,69 @@ def _session() -> requests.Session:
 
 def webhook_deliver(delivery_id: int) -> str:
     """One attempt at a delivery, if it is due and no other attempt holds it; the outcome."""
-    with transaction.atomic():
-        leased = (
-            WebhookDelivery.objects.filter(pk=delivery_id, state=Delivery.PENDING, next_attempt_at__lte=Now())
-            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
-            .update(leased_until=Now() + lease())
+    return webhooks_deliver([delivery_id])[0]
+
+
+def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
+    """An attempt at each delivery that is due and that no other attempt holds, one after the
+    other (one endpoint's, on one kept-alive connection); each one's outcome, in order.
+
+    The batch costs the database the same few statements however many it holds (not three per
+    delivery): the lease, which reads them too, and the delivered ones' outcomes, one ``UPDATE``
+    for those that answered alike. A retry, a 410 or a failure is recorded as it happens."""
+    ids = list(dict.fromkeys(delivery_ids))
+    outcomes = dict.fromkeys(ids, "not due")
+    leased = _lease(ids)
+    if len(leased) < len(ids):
+        # Deliveries to an endpoint deleted since they were written (the lease's join found none).
+        missing = set(ids) - {delivery.pk for delivery in leased}
+        orphans = WebhookDelivery.objects.filter(pk__in=missing).exclude(
+            endpoint_id__in=WebhookEndpoint.objects.values("pk")
         )
-    if not leased:
-        return "not due"
-    delivery = WebhookDelivery.objects.select_related("endpoint", "message").filter(pk=delivery_id).first()
-    if delivery is None:  # its endpoint was deleted (the join finds none) since it was written
-        WebhookDelivery.objects.filter(pk=delivery_id).delete()
-        return "endpoint deleted"
+        gone = list(orphans.values_list("pk", flat=True))
+        if gone:
+            WebhookDelivery.objects.filter(pk__in=gone).delete()
+            outcomes.update(dict.fromkeys(gone, "endpoint deleted"))
+    delivered: list[tuple[WebhookDelivery, int, str, int]] = []
+    disabled: dict[int, WebhookEndpoint] = {}  # endpoints this batch disabled (a 410): the rest goes untried
+    leased_at = time.monotonic()
+    for position, delivery in enumerate(leased):
+        if time.monotonic() - leased_at > lease().total_seconds() / 2:  # slow receivers: keep the rest held
+            rest = [later.pk for later in leased[position:]]
+            WebhookDelivery.objects.filter(pk__in=rest).update(leased_until=Now() + lease())
+            leased_at = time.monotonic()
+        delivery.endpoint = disabled.get(delivery.endpoint_id, delivery.endpoint)
+        outcomes[delivery.pk] = _attempt(delivery, delivered)
+        if not delivery.endpoint.active:
+            disabled[delivery.endpoint_id] = delivery.endpoint
+    _record_delivered(delivered)
+    return [outcomes[pk] for pk in delivery_ids]
+
+
+def _lease(ids: list[int]) -> list[WebhookDelivery]:
+    """Hold the due deliveries among ``ids`` for an attempt each, read with their endpoint and
+    message (a worker killed mid-attempt lets them go when the lease ends); in id order. Rows
+    another worker is leasing are skipped, not waited for."""
+    if not ids:
+        return []
+    with transaction.atomic():
+        leased = list(
+            WebhookDelivery.objects.select_related("endpoint", "message")
+            .select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=ids, state=Delivery.PENDING, next_attempt_at__lte=Now())
+            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
+            .order_by("pk")
+        )
+        if leased:
+            WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in leased]).update(
+                leased_until=Now() + lease()
+            )
+    return leased
+
+
+def _attempt(delivery: WebhookDelivery, delivered: list[tuple[WebhookDelivery, int, str, int]]) -> str:
+    """POST the signed message; a 2xx joins ``delivered`` (recorded with the batch), anything
+    else is recorded now."""
     endpoint, message = delivery.endpoint, delivery.message
     if not endpoint.active:
         _finish(delivery, state=Delivery.FAILED, error=f"endpoint disabled: {endpoint.disabled_reason or 'inactive'}")
@@ -253,11 +304,38 @@ def webhook_deliver(delivery_id: int) -> str:
     except requests.RequestException as exc:
         error = f"{type(exc).__name__}: {exc}"[:300]
     duration_ms = int((time.monotonic() - started) * 1000)
+    if status is not None and 200 <= status < 300:
+        delivered.append((delivery, status, excerpt, duration_ms))
+        return "delivered"
     return _record(delivery, status=status, excerpt=excerpt, error=error, duration_ms=duration_ms)
 
 
+def _record_delivered(delivered: list[tuple[WebhookDelivery, int, str, int]]) -> None:
+    """The delivered ones' outcomes: one ``UPDATE`` for those that answered alike (the same status,
+    body and duration in ms: under load most of a batch); times on the database's clock."""
+    alike: dict[tuple[int, str, int], list[int]] = {}
+    for delivery, status, excerpt, duration_ms in delivered:
+        alike.setdefault((status, excerpt, duration_ms), []).append(delivery.pk)
+    for (status, excerpt, duration_ms), pks in alike.items():
+        WebhookDelivery.objects.filter(pk__in=pks).update(
+            state=Delivery.DELIVERED,
+            attempts=F("attempts") + 1,
+            delivered_at=Now(),
+            last_attempt_at=Now(),
+            next_attempt_at=None,
+            leased_until=None,
+            last_status_code=status,
+            last_duration_ms=duration_ms,
+            response_excerpt=excerpt,
+            last_error="",
+        )
+    failing = {delivery.endpoint_id for delivery, *_ in delivered if delivery.endpoint.failing_since is not None}
+    if failing:
+        WebhookEndpoint.objects.filter(pk__in=failing).update(failing_since=None)
+
+
 def _record(delivery: WebhookDelivery, *, status: int | None, excerpt: str, error: str, duration_ms: int) -> str:
-    """The attempt's outcome, and what comes next; times on the database's clock."""
+    """A failed attempt's outcome, and what comes next; times on the database's clock."""
     endpoint = delivery.endpoint
     attempts = delivery.attempts + 1
     common: dict[str, Any] = {
@@ -269,11 +347,6 @@ def _record(delivery: WebhookDelivery, *, status: int | None, excerpt: str, erro
         "last_error": error,
         "leased_until": None,
     }
-    if status is not None and 200 <= status < 300:
-        _update(delivery, state=Delivery.DELIVERED, delivered_at=Now(), next_attempt_at=None, **common)
-        if endpoint.failing_since is not None:
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
-        return "delivered"
     if status == 410:  # Gone: the receiver asks not to be sent anything any more
         _disable(endpoint, "it answered 410 Gone")
         _update(delivery, state=Delivery.FAILED, next_attempt_at=None, **common)
@@ -299,6 +372,7 @@ def _finish(delivery: WebhookDelivery, *, state: str, error: str) -> None:
 
 
 def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
+    endpoint.active, endpoint.disabled_reason = False, reason  # the rest of the batch sees it too
     if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False, disabled_reason=reason):
         logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
         endpoints.clear()

@@ -1,0 +1,104 @@
+"""The webhooks worker's batches (booking/services/webhooks.py, ``webhooks_deliver``): a batch costs the
+database the same statements whatever its size, records each delivery's own outcome, and two
+workers given the same batch at once send each message once (the lease skips what the other holds)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.models import QuerySet
+from django.test.utils import CaptureQueriesContext
+
+from booking.models import WebhookDelivery
+from booking.services import webhooks
+
+from .racing import race
+from .webhook_receiver import Receiver
+
+
+@pytest.fixture
+def receiver():
+    started = Receiver()
+    yield started
+    started.stop()
+
+
+def written(count: int, url: str) -> list[int]:
+    """``count`` messages to one endpoint at ``url``: their deliveries' ids."""
+    endpoint = webhooks.webhook_endpoint_create(url=url)
+    for number in range(count):
+        webhooks.webhooks_emit("booking.confirmed", {"reference": f"B{number}"}, endpoint_ids=[endpoint.pk])
+    return list(WebhookDelivery.objects.filter(endpoint=endpoint).order_by("pk").values_list("pk", flat=True))
+
+
+def references(receiver: Receiver) -> list[str]:
+    import json
+
+    return sorted(json.loads(got.body)["data"]["reference"] for got in receiver.received)
+
+
+@pytest.mark.django_db
+def test_a_batch_costs_the_database_the_same_statements_whatever_its_size(receiver):
+    one, twenty = written(1, receiver.url), written(20, receiver.url)
+    counts = []
+    for batch in (one, twenty):
+        with CaptureQueriesContext(connection) as queries:
+            assert webhooks.webhooks_deliver(batch) == ["delivered"] * len(batch)
+        counts.append(len(queries))
+    assert counts[0] == counts[1] <= 5  # lease (with its read), the outcomes' UPDATE
+    assert len(receiver.received) == 21
+    for delivery in WebhookDelivery.objects.all():
+        assert (delivery.state, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
+        assert delivery.leased_until is None and delivery.next_attempt_at is None
+        assert delivery.delivered_at is not None and delivery.last_duration_ms is not None
+        assert delivery.response_excerpt == "answered 200"
+
+
+@pytest.mark.django_db
+def test_each_delivery_of_a_batch_keeps_its_own_outcome():
+    receiver = Receiver(answers=[200, 500, 200, 410, 200])
+    try:
+        batch = written(5, receiver.url)
+        outcomes = webhooks.webhooks_deliver([batch[0], 999_999, *batch[1:], batch[0]])
+    finally:
+        receiver.stop()
+    # The unknown id is not due; a 410 disables the endpoint, so what follows it fails untried.
+    assert outcomes == ["delivered", "not due", "retry", "delivered", "gone", "endpoint disabled", "delivered"]
+    rows = {d.pk: d for d in WebhookDelivery.objects.all()}
+    assert [(rows[pk].state, rows[pk].attempts, rows[pk].last_status_code) for pk in batch] == [
+        ("delivered", 1, 200),
+        ("pending", 1, 500),
+        ("delivered", 1, 200),
+        ("failed", 1, 410),
+        ("failed", 0, None),
+    ]
+    assert rows[batch[1]].next_attempt_at is not None and rows[batch[1]].leased_until is None
+    assert len(receiver.received) == 4
+
+
+def deliver_the_same_batch_twice_at_once(batch: list[int]) -> list[list[str]]:
+    return race([lambda: webhooks.webhooks_deliver(batch), lambda: webhooks.webhooks_deliver(batch)])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_given_the_same_batch_send_each_message_once(receiver):
+    batch = written(30, receiver.url)
+    first, second = deliver_the_same_batch_twice_at_once(batch)
+    assert sorted(first + second).count("delivered") == 30
+    assert references(receiver) == sorted(f"B{number}" for number in range(30))
+    assert set(WebhookDelivery.objects.values_list("state", "attempts")) == {("delivered", 1)}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_control_without_the_lease_lock_both_workers_send(receiver, monkeypatch):
+    """The race the lease's FOR UPDATE SKIP LOCKED closes: without it, both read the rows as free."""
+    monkeypatch.setattr(QuerySet, "select_for_update", lambda self, **kwargs: self)
+    for _ in range(10):
+        receiver.received.clear()
+        WebhookDelivery.objects.all().delete()
+        deliver_the_same_batch_twice_at_once(written(30, receiver.url))
+        if len(receiver.received) > 30:
+            break
+    assert len(receiver.received) > 30, "the control never raced"
