@@ -18,7 +18,9 @@ for it. Meanwhile the client's acknowledgements come in:
 ``{"ack": <frames received>}`` every few frames; one that falls more than
 ``MAX_UNACKED`` frames behind, or behind the rounds the feed keeps, gets
 ``{"type": "resync"}`` and is closed (4409), and reconnects for a fresh
-snapshot, instead of the server buffering for it without bound.
+snapshot, instead of the server buffering for it without bound. Every
+watcher of an event resyncs the same way when changes may have been lost
+(the channel layer failed: booking/live.py's ``seats.lost``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
     sent = 0
     acked = 0
     done = False
+    #: The feed says changes may have been lost (booking/live.py: LostGroups): resync.
+    must_resync = False
 
     async def connect(self) -> None:
         event_id = self.scope["url_route"]["kwargs"]["event_id"]
@@ -79,6 +83,11 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
 
     def wake(self) -> None:
         """The feed has a new round."""
+        self._woken.set()
+
+    def resync(self) -> None:
+        """The feed may have missed changes: this client resyncs once its snapshot is out."""
+        self.must_resync = True
         self._woken.set()
 
     async def _send_all(self, feed: EventFeed, event_id: int) -> None:
@@ -106,6 +115,9 @@ class SeatMapConsumer(AsyncWebsocketConsumer):
         next_round = snapshot.first_round
         while not self.done:
             self._woken.clear()
+            if self.must_resync:
+                await self._resync()
+                return
             try:
                 frame, next_round = feed.frame_for(snapshot, next_round)
             except Behind:

@@ -37,6 +37,11 @@ TIMEOUT = 0.3
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+def retry_seconds() -> float:
+    """How long a failed dependency is skipped before a trial (DEPENDENCY_RETRY_SECONDS)."""
+    return _setting("DEPENDENCY_RETRY_SECONDS", RETRY_SECONDS)
+
+
 def _setting(name: str, default: float) -> float:
     from django.conf import settings
 

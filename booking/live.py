@@ -18,8 +18,9 @@ How a push leaves the process depends on where the write ran:
   tell and nothing is sent.
 
 A push is best effort: a lost one never undoes or fails a committed change;
-the seat's ``version`` lets clients ignore stale ones, and a client that
-reconnects gets a fresh snapshot.
+the seat's ``version`` lets clients ignore stale ones. A push that could not be
+sent is not forgotten: its event's group is told ``seats.lost`` once the layer
+answers again, and every watcher of it resyncs (a fresh snapshot).
 """
 
 from __future__ import annotations
@@ -108,20 +109,72 @@ async def _send(layer, changes: Changes, timeout: float | None = None) -> None:
     """Each group message waits at most ``timeout`` (the dependency timeout in a request's
     thread); none is tried while the channel layer's breaker is open (booking/dependencies.py
     counts and logs the failures), so a layer that is down or silent neither holds a request
-    (the ASGI server's threads wait for this) nor lets the publisher's queue grow."""
+    (the ASGI server's threads wait for this) nor lets the publisher's queue grow. The groups
+    whose changes were not sent are told ``seats.lost`` once the layer answers again."""
     breaker = dependencies.channel_layer
     if timeout is None:
         timeout = _dependency_timeout()
-    for group, seats in changes:
+    for index, (group, seats) in enumerate(changes):
         if not breaker.allow():
-            return  # best effort: the clients' next snapshot shows these seats
+            lost_groups.add(group for group, _ in changes[index:])
+            return  # best effort: the clients resync once the layer is back
         try:
             async with asyncio.timeout(timeout):  # not wait_for: it can lose a cancel (booking/aio.py)
                 await layer.group_send(group, {"type": "seats.changed", "seats": seats})
         except Exception as error:  # a lost push must never undo or fail a committed booking
             breaker.failed(error)
+            lost_groups.add(group for group, _ in changes[index:])
             return
         breaker.succeeded()
+    await tell_lost(layer, timeout)
+
+
+class LostGroups:
+    """The groups whose pushes this process could not send (the layer failed, or its breaker was
+    open): their watchers may miss a change until they resync, so each group is sent
+    ``{"type": "seats.lost"}`` once the layer answers again, and its feeds tell their watchers to
+    resync (booking/live_feed.py). Shared by the process's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groups: set[str] = set()
+
+    def add(self, groups: Iterable[str]) -> None:
+        with self._lock:
+            self._groups.update(groups)
+
+    def take(self) -> list[str]:
+        with self._lock:
+            groups, self._groups = sorted(self._groups), set()
+        return groups
+
+    def __bool__(self) -> bool:
+        return bool(self._groups)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._groups.clear()
+
+
+lost_groups = LostGroups()
+
+
+async def tell_lost(layer, timeout: float | None = None) -> None:
+    """Send ``seats.lost`` to every group that lost a push, if the layer's breaker lets us; a group
+    not told stays lost (the next push, or the publisher's retry, tries again)."""
+    if not lost_groups or not dependencies.channel_layer.allow():
+        return
+    groups = lost_groups.take()
+    for index, group in enumerate(groups):
+        try:
+            async with asyncio.timeout(timeout or _dependency_timeout()):
+                await layer.group_send(group, {"type": "seats.lost"})
+        except Exception as error:
+            dependencies.channel_layer.failed(error)
+            lost_groups.add(groups[index:])
+            return
+        dependencies.channel_layer.succeeded()
+    logger.info("live: told %s group(s) that pushes were lost: their watchers resync", len(groups))
 
 
 def _dependency_timeout() -> float:
@@ -158,6 +211,8 @@ class Publisher:
         #: True from a wake-up call until the thread takes the queue: no more wake-ups needed.
         self._awake = False
         self._sending = False
+        #: True while a task waits to tell the lost groups (LostGroups).
+        self._retrying = False
 
     def submit(self, layer, changes: Changes, started: float | None = None) -> None:
         loop = self._running_loop()
@@ -205,8 +260,28 @@ class Publisher:
                 for (layer, group), seats in pending.items():
                     await _send(layer, [(group, seats)], max(PUBLISHER_TIMEOUT, _dependency_timeout()))
                 _observe_lag(starts)
+                if lost_groups:
+                    self._retry_lost_later()
         finally:
             self._sending = False
+
+    def _retry_lost_later(self) -> None:
+        """Tell the lost groups once the breaker lets a trial through, even if no push comes."""
+        if self._retrying:
+            return
+        self._retrying = True
+
+        async def retry() -> None:
+            try:
+                while lost_groups:
+                    await asyncio.sleep(dependencies.retry_seconds())
+                    layer = get_channel_layer()  # the settings' layer now (tests change it)
+                    if layer is not None:
+                        await tell_lost(layer, max(PUBLISHER_TIMEOUT, _dependency_timeout()))
+            finally:
+                self._retrying = False
+
+        asyncio.get_running_loop().create_task(retry())
 
     def _run(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
@@ -221,6 +296,7 @@ class Publisher:
             if self._pid != os.getpid() or self._loop is None:
                 loop = asyncio.new_event_loop()
                 self._queue, self._awake, self._sending = collections.deque(), False, False
+                self._retrying = False
                 started = threading.Event()
                 threading.Thread(target=self._run, args=(loop, started), name="live-publisher", daemon=True).start()
                 started.wait()

@@ -58,6 +58,10 @@ FRAMES_PER_SECOND = 4000
 BACKLOG_ROUNDS = 1200
 #: How often a feed renews its group membership; below the layer's group_expiry.
 REFRESH_SECONDS = 60.0
+#: How often a feed whose layer failed tries to join its group again.
+REJOIN_SECONDS = 1.0
+#: What tells a feed that changes may have been lost (booking/live.py sends it too): its watchers resync.
+LOST = {"type": "seats.lost"}
 #: Snapshot rows per frame: about 0.4 MB of JSON, well under the server's 1 MiB message limit.
 SNAPSHOT_ROWS = 5000
 #: How long a snapshot read waits for more connects to share it (a burst costs a few reads).
@@ -109,6 +113,8 @@ class Round:
 class Watcher(Protocol):
     def wake(self) -> None: ...
 
+    def resync(self) -> None: ...
+
 
 class Behind(Exception):
     """The rounds a watcher still needs are no longer kept: it must resync."""
@@ -132,6 +138,8 @@ class EventFeed:
         self._channel: str | None = None
         self._tasks: list[asyncio.Task] = []
         self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        #: Set by a ``seats.lost`` message: every watcher resyncs after this round.
+        self._lost = False
         self._lock = asyncio.Lock()
         self._next_read: asyncio.Future[Snapshot | None] | None = None
 
@@ -215,20 +223,31 @@ class EventFeed:
             return True
 
     async def _read(self, layer: Any, channel: str) -> None:
-        """The layer's messages for this feed, into the feed's own queue (cancel-safe for the rounds)."""
+        """The layer's messages for this feed, into the feed's own queue (cancel-safe for the rounds).
+        After the layer failed, the feed joins its group again (a restarted Redis has forgotten it)
+        and its watchers resync: what was pushed meanwhile may be lost."""
         inbox = self._inbox
         while True:
             try:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the layer is down: retry, the watchers keep what they have
+            except Exception:  # the layer is down: the watchers keep what they have
                 logger.warning(
-                    "live feed of event %s: channel layer receive failed; retrying", self.event_id, exc_info=True
+                    "live feed of event %s: channel layer receive failed; rejoining", self.event_id, exc_info=True
                 )
-                await asyncio.sleep(1.0)
-                continue
+                await self._rejoin(layer, channel)
+                message = LOST
             inbox.put_nowait(message)
+
+    async def _rejoin(self, layer: Any, channel: str) -> None:
+        while True:
+            await asyncio.sleep(REJOIN_SECONDS)
+            try:
+                await layer.group_add(self.group, channel)
+                return
+            except Exception:
+                continue
 
     async def _refresh(self, layer: Any, channel: str) -> None:
         while True:
@@ -257,10 +276,15 @@ class EventFeed:
                 self._take(newest, inbox.get_nowait())
             try:
                 self._publish(list(newest.values()))
+                if self._lost:
+                    self._resync_all()
             except Exception:  # one bad round must not end the feed
                 logger.exception("live feed of event %s: a round failed", self.event_id)
 
     def _take(self, newest: dict[int, dict[str, Any]], message: dict[str, Any]) -> None:
+        if message.get("type") == LOST["type"]:
+            self._lost = True
+            return
         sent = self.sent_versions
         for seat in message.get("seats", ()):
             seat_id, version = seat["id"], seat["version"]
@@ -278,6 +302,16 @@ class EventFeed:
         self._frames = {}  # every key named an older last round
         for watcher in list(self.watchers):
             watcher.wake()
+
+    def _resync_all(self) -> None:
+        """Changes may have been lost: every watcher resyncs (a fresh snapshot, on reconnecting)."""
+        self._lost = False
+        watchers = list(self.watchers)
+        logger.info(
+            "live feed of event %s: changes may have been lost; %s watcher(s) resync", self.event_id, len(watchers)
+        )
+        for watcher in watchers:
+            watcher.resync()
 
 
 class Feeds:

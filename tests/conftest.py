@@ -73,11 +73,14 @@ def fresh_webhook_endpoints():
 
 @pytest.fixture(autouse=True)
 def closed_breakers():
-    """Each test starts with every dependency's breaker closed (booking/dependencies.py: per process)."""
+    """Each test starts with every dependency's breaker closed (booking/dependencies.py: per process)
+    and no live push owed."""
     from booking.dependencies import BREAKERS
+    from booking.live import lost_groups
 
     for breaker in BREAKERS.values():
         breaker.reset()
+    lost_groups.clear()  # no group is told it lost a push that an earlier test's fault lost
 
 
 @pytest.fixture(autouse=True)
