@@ -4,6 +4,7 @@ app servers share (Redis in production), and answered with 429 and Retry-After."
 import uuid
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.test import override_settings
@@ -28,16 +29,22 @@ def rates(monkeypatch):
 def redis_cache():
     """The default cache on Redis, as CACHE_URL=redis://… gives production, under a prefix of its own."""
     require(redis_available(), f"Redis is not reachable at {redis_url()}")
+    prefix = f"test-throttle-{uuid.uuid4().hex[:8]}"
     config = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": redis_url(),
-            "KEY_PREFIX": f"test-throttle-{uuid.uuid4().hex[:8]}",
+            "KEY_PREFIX": prefix,
         }
     }
     with override_settings(CACHES=config):
         yield caches["default"]
-        caches["default"].clear()
+    # Only this test's keys: the cache's clear() would empty the whole Redis database (FLUSHDB).
+    client = redis.Redis.from_url(redis_url())
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 @pytest.mark.django_db
