@@ -25,7 +25,7 @@ import orjson
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
@@ -230,7 +230,8 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
 
     The batch costs the database the same few statements however many it holds (not three per
     delivery): the lease, which reads them too, and the delivered ones' outcomes, one ``UPDATE``
-    for those that answered alike. A retry, a 410 or a failure is recorded as it happens."""
+    for those that answered with the same status and body. A retry, a 410 or a failure is
+    recorded as it happens."""
     ids = list(dict.fromkeys(delivery_ids))
     outcomes = dict.fromkeys(ids, "not due")
     leased = _lease(ids)
@@ -311,13 +312,14 @@ def _attempt(delivery: WebhookDelivery, delivered: list[tuple[WebhookDelivery, i
 
 
 def _record_delivered(delivered: list[tuple[WebhookDelivery, int, str, int]]) -> None:
-    """The delivered ones' outcomes: one ``UPDATE`` for those that answered alike (the same status,
-    body and duration in ms: under load most of a batch); times on the database's clock."""
-    alike: dict[tuple[int, str, int], list[int]] = {}
+    """The delivered ones' outcomes: one ``UPDATE`` for those that answered alike (the same status
+    and body: under load all of a batch), each with its own duration; times on the database's clock."""
+    alike: dict[tuple[int, str], dict[int, list[int]]] = {}
     for delivery, status, excerpt, duration_ms in delivered:
-        alike.setdefault((status, excerpt, duration_ms), []).append(delivery.pk)
-    for (status, excerpt, duration_ms), pks in alike.items():
-        WebhookDelivery.objects.filter(pk__in=pks).update(
+        alike.setdefault((status, excerpt), {}).setdefault(duration_ms, []).append(delivery.pk)
+    for (status, excerpt), by_duration in alike.items():
+        durations = [When(pk__in=pks, then=Value(ms)) for ms, pks in by_duration.items()]
+        WebhookDelivery.objects.filter(pk__in=[pk for pks in by_duration.values() for pk in pks]).update(
             state=Delivery.DELIVERED,
             attempts=F("attempts") + 1,
             delivered_at=Now(),
@@ -325,7 +327,7 @@ def _record_delivered(delivered: list[tuple[WebhookDelivery, int, str, int]]) ->
             next_attempt_at=None,
             leased_until=None,
             last_status_code=status,
-            last_duration_ms=duration_ms,
+            last_duration_ms=Case(*durations, output_field=PositiveIntegerField()),
             response_excerpt=excerpt,
             last_error="",
         )
