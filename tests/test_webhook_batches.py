@@ -84,6 +84,29 @@ def test_each_delivery_of_a_batch_keeps_its_own_outcome():
     assert len(receiver.received) == 4
 
 
+@pytest.mark.django_db
+def test_a_slow_batch_records_what_it_delivered_as_it_goes(monkeypatch):
+    """A worker killed mid-batch sends again only what it delivered in its last second, and the
+    admin's log is current meanwhile."""
+    monkeypatch.setattr(webhooks, "RECORD_SECONDS", 0.05)
+    receiver = Receiver(delays=[0.1])
+    seen: list[list[int]] = []
+    attempt = webhooks._attempt
+
+    def attempt_seeing_the_log(delivery, delivered):
+        seen.append(sorted(WebhookDelivery.objects.filter(state="delivered").values_list("pk", flat=True)))
+        return attempt(delivery, delivered)
+
+    monkeypatch.setattr(webhooks, "_attempt", attempt_seeing_the_log)
+    try:
+        batch = written(3, receiver.url)
+        assert webhooks.webhooks_deliver(batch) == ["delivered"] * 3
+    finally:
+        receiver.stop()
+    assert seen == [[], batch[:1], batch[:2]]
+    assert set(WebhookDelivery.objects.values_list("state", "attempts")) == {("delivered", 1)}
+
+
 def deliver_the_same_batch_twice_at_once(batch: list[int]) -> list[list[str]]:
     return race([lambda: webhooks.webhooks_deliver(batch), lambda: webhooks.webhooks_deliver(batch)])
 

@@ -40,6 +40,8 @@ logger = logging.getLogger("booking.webhooks")
 DISABLE_AFTER = timedelta(days=5)
 #: Due deliveries sent per beat run, oldest first (the rest go on the next run).
 DUE_BATCH = 500
+#: How often a batch of deliveries records the ones delivered so far.
+RECORD_SECONDS = 1.0
 
 
 def retry_schedule() -> list[timedelta]:
@@ -247,7 +249,7 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
             outcomes.update(dict.fromkeys(gone, "endpoint deleted"))
     delivered: list[tuple[WebhookDelivery, int, str, int]] = []
     disabled: dict[int, WebhookEndpoint] = {}  # endpoints this batch disabled (a 410): the rest goes untried
-    leased_at = time.monotonic()
+    leased_at = recorded_at = time.monotonic()
     for position, delivery in enumerate(leased):
         if time.monotonic() - leased_at > lease().total_seconds() / 2:  # slow receivers: keep the rest held
             rest = [later.pk for later in leased[position:]]
@@ -257,6 +259,11 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
         outcomes[delivery.pk] = _attempt(delivery, delivered)
         if not delivery.endpoint.active:
             disabled[delivery.endpoint_id] = delivery.endpoint
+        if delivered and time.monotonic() - recorded_at > RECORD_SECONDS:
+            # A slow batch records as it goes: the log stays current, and a worker killed
+            # mid-batch sends again only what it delivered in its last second.
+            _record_delivered(delivered)
+            delivered, recorded_at = [], time.monotonic()
     _record_delivered(delivered)
     return [outcomes[pk] for pk in delivery_ids]
 
