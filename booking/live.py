@@ -55,6 +55,10 @@ FLUSH_SECONDS = 5.0
 GATHER_SECONDS = 0.05
 
 
+#: The message that tells an event's group its pushes may have been lost: its watchers resync.
+SEATS_LOST = {"type": "seats.lost"}
+
+
 def event_group_name(event_id: int) -> str:
     return f"event-{event_id}"
 
@@ -168,7 +172,7 @@ async def tell_lost(layer, timeout: float | None = None) -> None:
     for index, group in enumerate(groups):
         try:
             async with asyncio.timeout(timeout or _dependency_timeout()):
-                await layer.group_send(group, {"type": "seats.lost"})
+                await layer.group_send(group, SEATS_LOST)
         except Exception as error:
             dependencies.channel_layer.failed(error)
             lost_groups.add(groups[index:])
@@ -179,6 +183,10 @@ async def tell_lost(layer, timeout: float | None = None) -> None:
 
 def _dependency_timeout() -> float:
     return getattr(settings, "DEPENDENCY_TIMEOUT", dependencies.TIMEOUT)
+
+
+def _publisher_timeout() -> float:
+    return max(PUBLISHER_TIMEOUT, _dependency_timeout())
 
 
 def _server_event_loop() -> asyncio.AbstractEventLoop | None:
@@ -258,7 +266,7 @@ class Publisher:
                 if not pending:
                     return
                 for (layer, group), seats in pending.items():
-                    await _send(layer, [(group, seats)], max(PUBLISHER_TIMEOUT, _dependency_timeout()))
+                    await _send(layer, [(group, seats)], _publisher_timeout())
                 _observe_lag(starts)
                 if lost_groups:
                     self._retry_lost_later()
@@ -277,7 +285,7 @@ class Publisher:
                     await asyncio.sleep(dependencies.retry_seconds())
                     layer = get_channel_layer()  # the settings' layer now (tests change it)
                     if layer is not None:
-                        await tell_lost(layer, max(PUBLISHER_TIMEOUT, _dependency_timeout()))
+                        await tell_lost(layer, _publisher_timeout())
             finally:
                 self._retrying = False
 

@@ -41,7 +41,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from .aio import cancel_and_wait
-from .live import event_group_name
+from .live import SEATS_LOST, event_group_name
 from .representations import iso
 from .selectors import event_seat_snapshot
 
@@ -60,8 +60,6 @@ BACKLOG_ROUNDS = 1200
 REFRESH_SECONDS = 60.0
 #: How often a feed whose layer failed tries to join its group again.
 REJOIN_SECONDS = 1.0
-#: What tells a feed that changes may have been lost (booking/live.py sends it too): its watchers resync.
-LOST = {"type": "seats.lost"}
 #: Snapshot rows per frame: about 0.4 MB of JSON, well under the server's 1 MiB message limit.
 SNAPSHOT_ROWS = 5000
 #: How long a snapshot read waits for more connects to share it (a burst costs a few reads).
@@ -237,7 +235,7 @@ class EventFeed:
                     "live feed of event %s: channel layer receive failed; rejoining", self.event_id, exc_info=True
                 )
                 await self._rejoin(layer, channel)
-                message = LOST
+                message = SEATS_LOST
             inbox.put_nowait(message)
 
     async def _rejoin(self, layer: Any, channel: str) -> None:
@@ -282,7 +280,7 @@ class EventFeed:
                 logger.exception("live feed of event %s: a round failed", self.event_id)
 
     def _take(self, newest: dict[int, dict[str, Any]], message: dict[str, Any]) -> None:
-        if message.get("type") == LOST["type"]:
+        if message.get("type") == SEATS_LOST["type"]:
             self._lost = True
             return
         sent = self.sent_versions

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import ParseResult, urlparse
 
-from channels.security.websocket import OriginValidator, WebsocketDenier
-from django.conf import settings
+from channels.security.websocket import AllowedHostsOriginValidator, OriginValidator, WebsocketDenier
 
 
 class OriginRefusedConsumer(WebsocketDenier):
@@ -43,9 +42,6 @@ def _origin(scope) -> ParseResult | None:
 
 
 def allowed_hosts_origin_validator(application) -> LayerlessOriginValidator:
-    """Channels' ``AllowedHostsOriginValidator``: the origins allowed are ALLOWED_HOSTS (localhost
-    while DEBUG leaves it empty, as Django's host check does)."""
-    allowed_hosts = settings.ALLOWED_HOSTS
-    if settings.DEBUG and not allowed_hosts:
-        allowed_hosts = ["localhost", "127.0.0.1", "[::1]"]
-    return LayerlessOriginValidator(application, allowed_hosts)
+    """Channels' ``AllowedHostsOriginValidator`` (the origins it allows: ALLOWED_HOSTS, localhost
+    while DEBUG leaves it empty), refusing with :class:`OriginRefusedConsumer`."""
+    return LayerlessOriginValidator(application, AllowedHostsOriginValidator(application).allowed_origins)

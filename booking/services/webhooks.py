@@ -248,17 +248,13 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
             WebhookDelivery.objects.filter(pk__in=gone).delete()
             outcomes.update(dict.fromkeys(gone, "endpoint deleted"))
     delivered: list[tuple[WebhookDelivery, int, str, int]] = []
-    disabled: dict[int, WebhookEndpoint] = {}  # endpoints this batch disabled (a 410): the rest goes untried
     leased_at = recorded_at = time.monotonic()
     for position, delivery in enumerate(leased):
         if time.monotonic() - leased_at > lease().total_seconds() / 2:  # slow receivers: keep the rest held
             rest = [later.pk for later in leased[position:]]
             WebhookDelivery.objects.filter(pk__in=rest).update(leased_until=Now() + lease())
             leased_at = time.monotonic()
-        delivery.endpoint = disabled.get(delivery.endpoint_id, delivery.endpoint)
         outcomes[delivery.pk] = _attempt(delivery, delivered)
-        if not delivery.endpoint.active:
-            disabled[delivery.endpoint_id] = delivery.endpoint
         if delivered and time.monotonic() - recorded_at > RECORD_SECONDS:
             # A slow batch records as it goes: the log stays current, and a worker killed
             # mid-batch sends again only what it delivered in its last second.
@@ -286,6 +282,10 @@ def _lease(ids: list[int]) -> list[WebhookDelivery]:
             WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in leased]).update(
                 leased_until=Now() + lease()
             )
+    # One endpoint object per endpoint: one a 410 disables is disabled for the rest of the batch.
+    endpoints_by_pk: dict[int, WebhookEndpoint] = {}
+    for delivery in leased:
+        delivery.endpoint = endpoints_by_pk.setdefault(delivery.endpoint_id, delivery.endpoint)
     return leased
 
 
@@ -381,7 +381,7 @@ def _finish(delivery: WebhookDelivery, *, state: str, error: str) -> None:
 
 
 def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
-    endpoint.active, endpoint.disabled_reason = False, reason  # the rest of the batch sees it too
+    endpoint.active, endpoint.disabled_reason = False, reason  # the batch's later deliveries see it
     if WebhookEndpoint.objects.filter(pk=endpoint.pk, active=True).update(active=False, disabled_reason=reason):
         logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
         endpoints.clear()
