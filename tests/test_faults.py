@@ -178,6 +178,20 @@ def test_a_cache_down_or_silent_lets_writes_through_in_bounded_time_then_recover
 # --- The channel layer (live pushes) -----------------------------------------------------
 
 
+def join_despite_a_slow_connect(layer, group: str, channel: str) -> None:
+    """The test's own listener joins the group: on a loaded machine a connect may outlast the
+    product's 0.2 s connect timeout once, which is not what these tests are about."""
+    import redis
+
+    for attempt in range(3):
+        try:
+            async_to_sync(layer.group_add)(group, channel)
+            return
+        except redis.exceptions.TimeoutError:
+            if attempt == 2:
+                raise
+
+
 def channel_layers(url: str) -> dict:
     from django.conf import settings
 
@@ -204,7 +218,7 @@ def test_a_channel_layer_down_or_silent_never_holds_a_write_then_pushes_again(ki
     with override_settings(CHANNEL_LAYERS=channel_layers(redis_url())):
         layer = get_channel_layer()
         channel = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.group_add)(live.event_group_name(event.pk), channel)
+        join_despite_a_slow_connect(layer, live.event_group_name(event.pk), channel)
         time.sleep(RETRY_SECONDS + 0.1)
         assert post(client, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
         assert live.flush(3.0)

@@ -1,4 +1,5 @@
-"""The SQL written by hand: only what the ORM cannot say (an advisory lock, the sweep's statement).
+"""The SQL written by hand: only what the ORM cannot say (an advisory lock, the sweep's statement,
+the webhook outbox's insert).
 
 Each statement runs through Django's ``connection.cursor()`` (query logging,
 ``execute_wrapper``, error translation) inside the caller's ``atomic`` block.
@@ -6,10 +7,16 @@ Each statement runs through Django's ``connection.cursor()`` (query logging,
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import orjson
 from django.db import connection, transaction
+
+from ..models import WebhookDelivery, WebhookMessage
 
 # A transaction-scoped advisory lock on the holder's name: the ORM has no word for
 # advisory locks, and a holder is an opaque string with no row of its own to lock.
@@ -131,6 +138,74 @@ def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
             cursor.execute(_BUMP_FREE_SHARD, [event_id])
             if cursor.rowcount == 0:
                 cursor.execute(_BUMP_SEAT_MAP, [event_id, random.randrange(SHARD_NUMBERS)])
+
+
+# The outbox's messages and their deliveries in one statement (PostgreSQL). The ORM has no
+# data-modifying CTE; its two bulk_create()s cost the request about 0.45 ms more CPU a message
+# than this statement, and a booking writes two messages. The messages travel as one JSON
+# parameter: psycopg escapes every quote of a JSON text inside an array parameter.
+_INSERT_OUTBOX = """
+WITH message AS (
+    INSERT INTO booking_webhookmessage (msg_id, type, payload)
+    SELECT u.msg_id, u.type, u.payload
+    FROM jsonb_to_recordset(%s::jsonb) AS u(msg_id varchar, type varchar, payload jsonb)
+    RETURNING id, msg_id, created_at
+), delivery AS (
+    INSERT INTO booking_webhookdelivery (message_id, endpoint_id, next_attempt_at, {columns})
+    SELECT message.id, t.endpoint_id, %s, {values}
+    FROM message JOIN unnest(%s::varchar[], %s::integer[]) AS t(msg_id, endpoint_id) USING (msg_id)
+    RETURNING id, endpoint_id, message_id
+)
+SELECT message.msg_id, message.id, message.created_at, delivery.id, delivery.endpoint_id
+FROM delivery JOIN message ON message.id = delivery.message_id
+ORDER BY delivery.id
+"""
+
+
+@functools.cache
+def _outbox_statement() -> tuple[str, list[Any]]:
+    """The statement, and the values of the delivery's other columns: those of a new
+    ``WebhookDelivery()`` (its model's defaults, constants: read once per process)."""
+    fields = [
+        f
+        for f in WebhookDelivery._meta.concrete_fields
+        if f.name not in ("id", "message", "endpoint", "next_attempt_at")
+    ]
+    if any(f.has_default() and callable(f.default) for f in fields):
+        raise TypeError("insert_webhook_outbox() reads the deliveries' defaults once: make them constants")
+    new = WebhookDelivery()
+    statement = _INSERT_OUTBOX.format(
+        columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
+        values=", ".join(f"%s::{f.db_type(connection)}" for f in fields),
+    )
+    return statement, [f.get_db_prep_save(getattr(new, f.attname), connection) for f in fields]
+
+
+def insert_webhook_outbox(
+    messages: Sequence[WebhookMessage], targets: Sequence[tuple[str, int]], *, next_attempt_at: datetime
+) -> list[tuple[int, int]]:
+    """Insert the messages (PostgreSQL) and a new delivery for each (msg_id, endpoint id) of
+    ``targets``; sets each message's pk and created_at; the (delivery id, endpoint id)s."""
+    if not transaction.get_connection().in_atomic_block:
+        raise transaction.TransactionManagementError("insert_webhook_outbox() must run inside atomic()")
+    statement, defaults = _outbox_statement()
+    rows_in = [{"msg_id": m.msg_id, "type": m.type, "payload": m.payload} for m in messages]
+    params = [
+        orjson.dumps(rows_in, option=orjson.OPT_NON_STR_KEYS).decode(),
+        next_attempt_at,
+        *defaults,
+        [msg_id for msg_id, _ in targets],
+        [endpoint_id for _, endpoint_id in targets],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        rows = cursor.fetchall()
+    by_msg_id = {m.msg_id: m for m in messages}
+    for msg_id, pk, created_at, _, _ in rows:
+        message = by_msg_id[msg_id]
+        message.pk, message.created_at = pk, created_at
+        message._state.adding, message._state.db = False, connection.alias
+    return [(delivery_id, endpoint_id) for _, _, _, delivery_id, endpoint_id in rows]
 
 
 def set_statement_timeout(milliseconds: int) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import requests
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -33,6 +33,7 @@ from standardwebhooks.webhooks import Webhook
 from ..models import WebhookDelivery, WebhookEndpoint, WebhookEventType, WebhookMessage
 from ..representations import iso, seat_payloads, seat_values
 from ..webhook_sender import send_now, sender
+from . import sql
 
 logger = logging.getLogger("booking.webhooks")
 
@@ -130,7 +131,8 @@ def webhooks_emit(
 def _write(
     messages: list[tuple[str, dict[str, Any]]], *, at: datetime | None, endpoint_ids: Sequence[int] | None = None
 ) -> list[WebhookMessage]:
-    """The messages and their deliveries in two INSERTs, and one send per endpoint after commit."""
+    """The messages and their deliveries (one statement on PostgreSQL, two INSERTs elsewhere), and
+    one send per endpoint after commit."""
     targets = {
         event_type: list(endpoint_ids) if endpoint_ids is not None else endpoints.subscribed(event_type)
         for event_type, _ in messages
@@ -139,20 +141,39 @@ def _write(
     if not messages:
         return []
     when = at or timezone.now()
-    written = WebhookMessage.objects.bulk_create(
+    written = [
         WebhookMessage(msg_id=new_msg_id(), type=t, payload={"type": t, "timestamp": iso(when), "data": data})
         for t, data in messages
+    ]
+    insert = _insert_in_one_statement if connection.vendor == "postgresql" else _insert_with_orm
+    by_endpoint: dict[int, list[int]] = {}
+    with transaction.atomic(savepoint=False):  # the caller's transaction (no statement), or one of its own
+        for delivery_id, endpoint_id in insert(written, targets, when):
+            by_endpoint.setdefault(endpoint_id, []).append(delivery_id)
+    transaction.on_commit(lambda: sender.submit(by_endpoint))
+    return written
+
+
+def _insert_in_one_statement(
+    written: list[WebhookMessage], targets: dict[str, list[int]], when: datetime
+) -> list[tuple[int, int]]:
+    return sql.insert_webhook_outbox(
+        written,
+        [(message.msg_id, pk) for message in written for pk in targets[message.type]],
+        next_attempt_at=when,
     )
+
+
+def _insert_with_orm(
+    written: list[WebhookMessage], targets: dict[str, list[int]], when: datetime
+) -> list[tuple[int, int]]:
+    WebhookMessage.objects.bulk_create(written)
     deliveries = WebhookDelivery.objects.bulk_create(
         WebhookDelivery(endpoint_id=pk, message=message, next_attempt_at=when)
         for message in written
         for pk in targets[message.type]
     )
-    by_endpoint: dict[int, list[int]] = {}
-    for delivery in deliveries:
-        by_endpoint.setdefault(delivery.endpoint_id, []).append(delivery.pk)
-    transaction.on_commit(lambda: sender.submit(by_endpoint))
-    return written
+    return [(delivery.pk, delivery.endpoint_id) for delivery in deliveries]
 
 
 def webhooks_emit_holds(
