@@ -3,13 +3,13 @@
 A change's transaction writes its messages and deliveries (the outbox,
 ``booking/services/webhooks.py``); after commit it only tells this process's
 sender which deliveries are new and goes on. The sender's one daemon thread
-wakes, gathers for ``GATHER_SECONDS`` and sends one Celery task per endpoint
-for what came (up to ``TASK_BATCH`` deliveries a task), so under load one
-broker publish carries the deliveries of many requests, and a request never
-waits for the broker. A broker that is down or slow only delays the
-deliveries: the send is bounded by the broker's own timeouts, and beat's
-``deliver_due_webhooks`` sends whatever is due (a send lost with a killed
-process too).
+wakes, gathers for ``GATHER_SECONDS`` (``BUSY_GATHER_SECONDS`` while rounds
+follow each other) and sends one Celery task per endpoint for what came (up to
+``TASK_BATCH`` deliveries a task), so under load one broker publish carries the
+deliveries of many requests, and a request never waits for the broker. A broker
+that is down or slow only delays the deliveries: the send is bounded by the
+broker's own timeouts, and beat's ``deliver_due_webhooks`` sends whatever is due
+(a send lost with a killed process too).
 
 Started on first use, and again in a forked child (a web server worker, a
 Celery pool process), where the parent's thread does not exist.
@@ -28,8 +28,14 @@ from . import dependencies
 
 logger = logging.getLogger("booking.webhooks")
 
-#: How long the sender gathers new deliveries before it sends them.
+#: How long the sender gathers new deliveries before it sends them, after a quiet spell.
 GATHER_SECONDS = 0.05
+#: How long it gathers while rounds follow each other (the last sent under BUSY_WITHIN_SECONDS
+#: ago). A Celery send costs the web server about 0.5 ms of CPU and a task the worker more,
+#: whatever its size, so in a rush longer rounds make both cheaper per message (measured:
+#: docs/benchmark.md); half a second is nothing to a webhook's receiver.
+BUSY_GATHER_SECONDS = 0.5
+BUSY_WITHIN_SECONDS = 1.0
 #: Deliveries per task: one endpoint's, made one after the other on one kept-alive connection.
 TASK_BATCH = 50
 #: How long a process that exits waits for its sends still in flight.
@@ -67,7 +73,8 @@ class Sender:
         self._pid: int | None = None
 
     def submit(self, by_endpoint: Mapping[int, Sequence[int]]) -> None:
-        """Queue committed deliveries; the thread sends them within about ``GATHER_SECONDS``."""
+        """Queue committed deliveries; the thread sends them within about ``GATHER_SECONDS``
+        (``BUSY_GATHER_SECONDS`` in a rush)."""
         with self._lock:
             self._start_if_needed()
             for endpoint_id, ids in by_endpoint.items():
@@ -93,11 +100,14 @@ class Sender:
             threading.Thread(target=self._run, name="webhook-sender", daemon=True).start()
 
     def _run(self) -> None:
+        last_round = -BUSY_WITHIN_SECONDS
         while True:
             with self._lock:
                 while not self._pending:
                     self._wake.wait()
-            time.sleep(GATHER_SECONDS)  # requests that commit meanwhile join this round
+            busy = time.monotonic() - last_round < BUSY_WITHIN_SECONDS
+            time.sleep(BUSY_GATHER_SECONDS if busy else GATHER_SECONDS)  # commits meanwhile join this round
+            last_round = time.monotonic()
             with self._lock:
                 batch, self._pending, self._sending = self._pending, {}, True
             try:

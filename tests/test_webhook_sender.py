@@ -93,3 +93,24 @@ def test_a_broker_that_is_down_leaves_the_deliveries_for_beat(broker, endpoint, 
     dependencies.broker.reset()  # the breaker's retry period, passed
     assert webhooks.webhooks_deliver_due() == 1  # beat's run, once the broker is back
     assert broker.sent == [[delivery.pk]]
+
+
+def test_after_a_quiet_spell_a_delivery_leaves_at_once_and_in_a_rush_rounds_gather_longer(broker):
+    from booking import webhook_sender
+
+    assert sender.flush(5)
+    time.sleep(webhook_sender.BUSY_WITHIN_SECONDS)  # quiet: the last round is a second old
+    started = time.monotonic()
+    sender.submit({1: [1]})
+    while not broker.sent and time.monotonic() - started < 5:
+        time.sleep(0.005)
+    assert broker.sent == [[1]]
+    assert time.monotonic() - started < webhook_sender.BUSY_GATHER_SECONDS / 2  # the short round
+    # Right after that round: a rush. What commits within the longer round leaves in one task.
+    started = time.monotonic()
+    for n in range(2, 12):
+        sender.submit({1: [n]})
+        time.sleep(webhook_sender.BUSY_GATHER_SECONDS / 20)
+    assert sender.flush(5)
+    assert time.monotonic() - started >= webhook_sender.BUSY_GATHER_SECONDS
+    assert broker.sent[1:] == [list(range(2, 12))]
