@@ -365,3 +365,35 @@ def test_an_endpoint_deleted_elsewhere_never_fails_a_booking(alice, seat_ids, en
     assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
     assert deliver_all() == ["endpoint deleted"]
     assert not WebhookDelivery.objects.exists()
+
+
+@pytest.fixture
+def fresh_http_session():
+    """The attempts' session and proxies are read once per thread and URL: start and end afresh."""
+    webhooks._local.__dict__.clear()
+    webhooks._proxies_for.cache_clear()
+    yield
+    webhooks._local.__dict__.clear()
+    webhooks._proxies_for.cache_clear()
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_attempts_go_through_the_environments_proxy_unless_no_proxy_names_the_host(
+    alice, seat_ids, receiver, monkeypatch, fresh_http_session, bypassed
+):
+    # The receiver stands in for a forward proxy: a proxied request names the whole URL.
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://{receiver.url.split('/')[2]}")
+    monkeypatch.setenv("NO_PROXY", "hooks.example.invalid" if bypassed else "localhost")
+    monkeypatch.delenv("no_proxy", raising=False)
+    webhooks.webhook_endpoint_create(url="http://hooks.example.invalid/in")
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    (outcome,) = deliver_all()
+    if bypassed:  # straight to a host that does not resolve
+        assert outcome != "delivered" and receiver.received == []
+        assert "ConnectionError" in WebhookDelivery.objects.get().last_error
+    else:
+        assert outcome == "delivered"
+        (got,) = receiver.received
+        assert got.path == "http://hooks.example.invalid/in" and got.headers["host"] == "hooks.example.invalid"

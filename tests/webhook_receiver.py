@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Received:
     headers: dict[str, str]
     body: bytes
+    path: str = ""  # the request's target: an absolute URL when it came through as a proxy
 
 
 class Receiver:
@@ -39,7 +40,7 @@ class Receiver:
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
-                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body, self.path))
                     status = receiver.answers.pop(0) if len(receiver.answers) > 1 else receiver.answers[0]
                     delay = receiver.delays.pop(0) if len(receiver.delays) > 1 else receiver.delays[0]
                 if delay:
