@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 
@@ -384,7 +385,7 @@ def test_attempts_go_through_the_environments_proxy_unless_no_proxy_names_the_ho
     # The receiver stands in for a forward proxy: a proxied request names the whole URL.
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", f"http://{receiver.url.split('/')[2]}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://ops:s%40cret@{receiver.url.split('/')[2]}")
     monkeypatch.setenv("NO_PROXY", "hooks.example.invalid" if bypassed else "localhost")
     monkeypatch.delenv("no_proxy", raising=False)
     webhooks.webhook_endpoint_create(url="http://hooks.example.invalid/in")
@@ -397,3 +398,4 @@ def test_attempts_go_through_the_environments_proxy_unless_no_proxy_names_the_ho
         assert outcome == "delivered"
         (got,) = receiver.received
         assert got.path == "http://hooks.example.invalid/in" and got.headers["host"] == "hooks.example.invalid"
+        assert got.headers["proxy-authorization"] == "Basic " + base64.b64encode(b"ops:s@cret").decode()

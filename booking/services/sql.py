@@ -141,8 +141,8 @@ def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
 
 
 # The outbox's messages and their deliveries in one statement (PostgreSQL). The ORM has no
-# data-modifying CTE; its two bulk_create()s cost the request about 0.45 ms more CPU a message
-# than this statement, and a booking writes two messages. The messages travel as one JSON
+# data-modifying CTE; its two bulk_create()s cost the request about 0.6 ms more CPU a message
+# than this statement (measured: docs/benchmark.md), and a booking writes two messages. The messages travel as one JSON
 # parameter: psycopg escapes every quote of a JSON text inside an array parameter.
 _INSERT_OUTBOX = """
 WITH message AS (

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import certifi
 import orjson
@@ -254,9 +255,12 @@ def _pool(url: str) -> urllib3.PoolManager:
     pool = pools.get(proxy)
     if pool is None:
         ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-        pool = pools[proxy] = (
-            urllib3.ProxyManager(proxy, ca_certs=ca_certs) if proxy else urllib3.PoolManager(ca_certs=ca_certs)
-        )
+        if proxy:
+            auth = urllib3.util.parse_url(proxy).auth  # http://user:password@proxy:3128, as requests takes it
+            headers = urllib3.make_headers(proxy_basic_auth=unquote(auth)) if auth else None
+            pool = pools[proxy] = urllib3.ProxyManager(proxy, proxy_headers=headers, ca_certs=ca_certs)
+        else:
+            pool = pools[proxy] = urllib3.PoolManager(ca_certs=ca_certs)
     return pool
 
 
