@@ -22,7 +22,6 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
 import certifi
 import orjson
@@ -256,8 +255,8 @@ def _pool(url: str) -> urllib3.PoolManager:
     if pool is None:
         ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
         if proxy:
-            auth = urllib3.util.parse_url(proxy).auth  # http://user:password@proxy:3128, as requests takes it
-            headers = urllib3.make_headers(proxy_basic_auth=unquote(auth)) if auth else None
+            user, password = requests.utils.get_auth_from_url(proxy)  # http://user:password@proxy:3128
+            headers = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
             pool = pools[proxy] = urllib3.ProxyManager(proxy, proxy_headers=headers, ca_certs=ca_certs)
         else:
             pool = pools[proxy] = urllib3.PoolManager(ca_certs=ca_certs)
@@ -366,7 +365,7 @@ def _attempt(delivery: WebhookDelivery, delivered: list[tuple[WebhookDelivery, i
             retries=False,  # the retry ladder is ours
         )
         status, excerpt = answer.status, answer.data[:2000].decode("utf-8", "replace")[:500]
-    except (urllib3.exceptions.HTTPError, ValueError) as exc:  # ValueError: a URL urllib3 cannot use
+    except (urllib3.exceptions.HTTPError, ValueError) as exc:  # ValueError: a URL http.client refuses
         error = f"{type(exc).__name__}: {exc}"[:300]
     duration_ms = int((time.monotonic() - started) * 1000)
     if status is not None and 200 <= status < 300:
