@@ -332,7 +332,9 @@ def test_endpoint_list_shows_types_state_and_counts_in_a_bounded_number_of_queri
         webhooks.webhook_endpoint_create(url=f"{receiver.url}/{i}", event_types=["hold.created"] if i else [])
         for i in range(20)
     ]
-    message_with_delivery(endpoints[0], state="failed", attempts=8, last_error="ConnectionError: refused")
+    message_with_delivery(
+        endpoints[0], state="failed", attempts=8, last_error="connection refused: Failed to connect to 127.0.0.1 port 9"
+    )
     message_with_delivery(endpoints[0])
     message_with_delivery(endpoints[0])
     WebhookEndpoint.objects.filter(pk=endpoints[1].pk).update(active=False, disabled_reason="it answered 410 Gone")

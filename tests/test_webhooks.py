@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from datetime import timedelta
 
 import pytest
+import trustme
 from django.core.management import call_command
 from django.db.models.functions import Now
 from standardwebhooks import Webhook
@@ -144,7 +146,7 @@ def test_a_dead_receiver_is_retried_and_a_success_clears_its_failure(alice, seat
     assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
     assert deliver_all() == ["retry"]
     delivery = WebhookDelivery.objects.get()
-    assert delivery.last_status_code is None and "ConnectionError" in delivery.last_error
+    assert delivery.last_status_code is None and delivery.last_error.startswith("connection refused: ")
     receiver.start()
     make_due()
     assert deliver_all() == ["delivered"]
@@ -157,7 +159,17 @@ def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(alice, seat_ids,
     receiver.delays = [1.0]
     assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
     assert deliver_all() == ["retry"]
-    assert "Timeout" in WebhookDelivery.objects.get().last_error
+    assert WebhookDelivery.objects.get().last_error.startswith("timed out: ")
+
+
+def test_a_redirect_is_a_failed_attempt_and_a_long_answer_is_kept_as_an_excerpt(alice, seat_ids, endpoint, receiver):
+    receiver.answers = [302]
+    receiver.body = b"moved " * 20_000  # 120 kB: read to its end, the first 500 characters kept
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    assert deliver_all() == ["retry"]
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.last_status_code == 302 and delivery.response_excerpt == ("moved " * 84)[:500]
+    assert len(receiver.received) == 1  # not followed
 
 
 def test_a_rolled_back_change_writes_no_message(alice, seat_ids, endpoint, monkeypatch):
@@ -370,12 +382,17 @@ def test_an_endpoint_deleted_elsewhere_never_fails_a_booking(alice, seat_ids, en
 
 @pytest.fixture
 def fresh_http_session():
-    """The attempts' pools and proxies are read once per thread and URL: start and end afresh."""
-    webhooks._local.__dict__.clear()
-    webhooks._proxy_for.cache_clear()
+    """The attempts' connections, CA bundle and proxies are kept per thread, process and URL:
+    start and end afresh."""
+
+    def forget() -> None:
+        webhooks._local.__dict__.clear()
+        webhooks._proxy_for.cache_clear()
+        webhooks._ca_bundle.cache_clear()
+
+    forget()
     yield
-    webhooks._local.__dict__.clear()
-    webhooks._proxy_for.cache_clear()
+    forget()
 
 
 @pytest.mark.parametrize("bypassed", [False, True])
@@ -399,3 +416,39 @@ def test_attempts_go_through_the_environments_proxy_unless_no_proxy_names_the_ho
         (got,) = receiver.received
         assert got.path == "http://hooks.example.invalid/in" and got.headers["host"] == "hooks.example.invalid"
         assert got.headers["proxy-authorization"] == "Basic " + base64.b64encode(b"ops:s@cret").decode()
+
+
+@pytest.fixture
+def https_receiver():
+    """A receiver behind a certificate for 127.0.0.1 from a CA of its own."""
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    started = Receiver(tls=tls)
+    started.ca = ca
+    yield started
+    started.stop()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_an_https_receiver_is_reached_when_its_ca_is_trusted(
+    alice, seat_ids, https_receiver, monkeypatch, tmp_path, fresh_http_session, trusted
+):
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    if trusted:  # as requests reads it; otherwise certifi's bundle, which does not hold this CA
+        https_receiver.ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    else:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    endpoint = webhooks.webhook_endpoint_create(url=https_receiver.url)
+    assert https_receiver.url.startswith("https://")
+    assert post(alice, "/api/lock", {"seatId": seat_ids[0]}).status_code == 200
+    (outcome,) = deliver_all()
+    delivery = WebhookDelivery.objects.get()
+    if trusted:
+        assert outcome == "delivered" and delivery.last_status_code == 200, delivery.last_error
+        (got,) = https_receiver.received
+        Webhook(endpoint.secret).verify(got.body, got.headers)  # signed as over plain HTTP
+    else:
+        assert outcome == "retry" and https_receiver.received == []
+        assert delivery.last_status_code is None and delivery.last_error.startswith("certificate not trusted: ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -18,9 +19,18 @@ class Received:
 class Receiver:
     """``answers``: the statuses to give, in turn (the last one from then on); ``delays``: seconds
     to wait before answering, in turn (the last one from then on). ``stop()`` takes it down
-    (connections refused), ``start()`` brings it back on the same port."""
+    (connections refused), ``start()`` brings it back on the same port. ``tls``: a server
+    context makes it an HTTPS receiver."""
 
-    def __init__(self, answers: list[int] | None = None, delays: list[float] | None = None, port: int = 0):
+    def __init__(
+        self,
+        answers: list[int] | None = None,
+        delays: list[float] | None = None,
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ):
+        self.tls = tls
+        self.body: bytes | None = None  # the answer's body; "answered <status>" if None
         self.answers = list(answers or [200])
         self.delays = list(delays or [0.0])
         self.received: list[Received] = []
@@ -31,7 +41,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/hooks"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._port}/hooks"
 
     def start(self) -> None:
         receiver = self
@@ -45,16 +55,20 @@ class Receiver:
                     delay = receiver.delays.pop(0) if len(receiver.delays) > 1 else receiver.delays[0]
                 if delay:
                     time.sleep(delay)
+                answer = receiver.body if receiver.body is not None else f"answered {status}".encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(f"answered {status}".encode())
+                self.wfile.write(answer)
 
             def log_message(self, *args):  # quiet
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

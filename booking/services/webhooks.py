@@ -19,14 +19,15 @@ import os
 import secrets
 import threading
 import time
+import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import certifi
 import orjson
+import pycurl
 import requests
-import urllib3
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
@@ -45,6 +46,20 @@ logger = logging.getLogger("booking.webhooks")
 DISABLE_AFTER = timedelta(days=5)
 #: Due deliveries sent per beat run, oldest first (the rest go on the next run).
 DUE_BATCH = 500
+#: libcurl's error codes an attempt names in its delivery's last error.
+_CURL_ERRORS = {
+    pycurl.E_COULDNT_RESOLVE_HOST: "cannot resolve host",
+    pycurl.E_COULDNT_RESOLVE_PROXY: "cannot resolve proxy",
+    pycurl.E_COULDNT_CONNECT: "connection refused",
+    pycurl.E_OPERATION_TIMEDOUT: "timed out",
+    pycurl.E_SSL_CONNECT_ERROR: "TLS error",
+    pycurl.E_PEER_FAILED_VERIFICATION: "certificate not trusted",
+    pycurl.E_GOT_NOTHING: "empty answer",
+    pycurl.E_RECV_ERROR: "connection reset",
+    pycurl.E_SEND_ERROR: "connection reset",
+    pycurl.E_UNSUPPORTED_PROTOCOL: "unsupported URL",
+    pycurl.E_URL_MALFORMAT: "malformed URL",
+}
 #: How often a batch of deliveries records the ones delivered so far.
 RECORD_SECONDS = 1.0
 
@@ -237,38 +252,68 @@ def signatures(endpoint: WebhookEndpoint, msg_id: str, timestamp: datetime, body
 
 _local = threading.local()
 
+#: What an attempt keeps of a receiver's answer (its excerpt is the first 500 characters of it).
+ANSWER_BYTES = 2000
 
-def _pool(url: str) -> urllib3.PoolManager:
-    """This thread's connection pool for ``url``: a receiver's connection is kept alive from one
-    attempt to the next, straight or through the proxy the environment names for the URL.
 
-    urllib3 (what requests is built on) directly: requests' session machinery, and its reading
-    the environment's proxy and CA settings on every call, were 40 % of an attempt's CPU
-    (measured). Those settings cannot change in a running process: read once here. The server's
-    ``~/.netrc`` is never read, so a receiver is never sent credentials of ours.
+def _curl() -> pycurl.Curl:
+    """This thread's libcurl handle: it keeps a receiver's connection alive from one attempt to
+    the next (straight or through a proxy).
+
+    libcurl (pycurl) rather than urllib3: an attempt cost the worker 230 µs of CPU through urllib3
+    and http.client, 50 µs through libcurl (measured: docs/benchmark.md), and a booking makes two.
     """
-    pools: dict[str | None, urllib3.PoolManager] | None = getattr(_local, "pools", None)
-    if pools is None:
-        pools = _local.pools = {}
-    proxy = _proxy_for(url)
-    pool = pools.get(proxy)
-    if pool is None:
-        ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-        if proxy:
-            user, password = requests.utils.get_auth_from_url(proxy)  # http://user:password@proxy:3128
-            headers = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
-            pool = pools[proxy] = urllib3.ProxyManager(proxy, proxy_headers=headers, ca_certs=ca_certs)
-        else:
-            pool = pools[proxy] = urllib3.PoolManager(ca_certs=ca_certs)
-    return pool
+    curl: pycurl.Curl | None = getattr(_local, "curl", None)
+    if curl is None:
+        curl = _local.curl = pycurl.Curl()
+    return curl
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    """POST ``body`` to ``url``; the status and the answer's first ``ANSWER_BYTES``, decoded.
+    Raises ``pycurl.error`` when no answer came (refused, timed out, a bad URL…)."""
+    curl = _curl()
+    answer = bytearray()
+
+    def keep(chunk: bytes) -> None:  # the rest of a long answer is read and dropped
+        if len(answer) < ANSWER_BYTES:
+            answer.extend(chunk[: ANSWER_BYTES - len(answer)])
+
+    curl.reset()  # no option of the last attempt carries over; its connections stay
+    curl.setopt(pycurl.URL, url)
+    # http and https only, redirects not followed (a receiver that moved answers 3xx: a failure).
+    curl.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
+    curl.setopt(pycurl.FOLLOWLOCATION, False)
+    curl.setopt(pycurl.POST, True)
+    curl.setopt(pycurl.POSTFIELDS, body)
+    # "Expect:" off: a body is sent at once, without waiting for a "100 Continue".
+    curl.setopt(pycurl.HTTPHEADER, [f"{name}: {value}" for name, value in headers.items()] + ["Expect:"])
+    curl.setopt(pycurl.WRITEFUNCTION, keep)
+    curl.setopt(pycurl.TIMEOUT_MS, int(timeout_seconds() * 1000))
+    curl.setopt(pycurl.NOSIGNAL, True)  # threads: no SIGALRM for the timeouts
+    curl.setopt(pycurl.CAINFO, _ca_bundle())
+    # The proxy as requests would choose it, or none: "" also stops libcurl reading the environment.
+    curl.setopt(pycurl.PROXY, _proxy_for(url) or "")
+    curl.perform()
+    return curl.getinfo(pycurl.RESPONSE_CODE), bytes(answer).decode("utf-8", "replace")[:500]
+
+
+@functools.cache
+def _ca_bundle() -> str:
+    """The CA certificates receivers' certificates are checked against: REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE as requests reads them, else certifi's. Read once: a running process's
+    environment does not change. The server's ``~/.netrc`` is never read (libcurl's default), so
+    a receiver is never sent credentials of ours."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
 
 
 @functools.lru_cache(maxsize=1024)
 def _proxy_for(url: str) -> str | None:
     """The proxy the environment gives this URL (HTTP(S)_PROXY, ALL_PROXY; none if NO_PROXY names
-    its host), as requests would choose it."""
+    its host), as requests would choose it; credentials in it (``http://user:pa%40ss@proxy:3128``)
+    are sent as Proxy-Authorization."""
     proxies = requests.utils.get_environ_proxies(url)
-    return proxies.get(urllib3.util.parse_url(url).scheme or "http") or proxies.get("all")
+    return proxies.get(urllib.parse.urlsplit(url).scheme or "http") or proxies.get("all")
 
 
 def webhook_deliver(delivery_id: int) -> str:
@@ -355,18 +400,10 @@ def _attempt(delivery: WebhookDelivery, delivered: list[tuple[WebhookDelivery, i
     started = time.monotonic()
     status, excerpt, error = None, "", ""
     try:
-        answer = _pool(endpoint.url).request(
-            "POST",
-            endpoint.url,
-            body=body.encode(),
-            headers=headers,
-            timeout=timeout_seconds(),
-            redirect=False,
-            retries=False,  # the retry ladder is ours
-        )
-        status, excerpt = answer.status, answer.data[:2000].decode("utf-8", "replace")[:500]
-    except (urllib3.exceptions.HTTPError, ValueError) as exc:  # ValueError: a URL http.client refuses
-        error = f"{type(exc).__name__}: {exc}"[:300]
+        status, excerpt = _post(endpoint.url, body.encode(), headers)
+    except pycurl.error as exc:
+        code, why = exc.args if len(exc.args) == 2 else (-1, str(exc))  # (libcurl's code, its message)
+        error = f"{_CURL_ERRORS.get(code, 'error')}: {why}"[:300]
     duration_ms = int((time.monotonic() - started) * 1000)
     if status is not None and 200 <= status < 300:
         delivered.append((delivery, status, excerpt, duration_ms))
