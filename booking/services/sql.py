@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from django.db import connection, transaction
+from psycopg import sql as pg_sql
 
 from ..models import WebhookDelivery, WebhookMessage
 
@@ -142,18 +143,22 @@ def bump_seat_map_versions(shards: list[tuple[int, int]]) -> None:
 
 # The outbox's messages and their deliveries in one statement (PostgreSQL). The ORM has no
 # data-modifying CTE; its two bulk_create()s cost the request about 0.6 ms more CPU a message
-# than this statement (measured: docs/benchmark.md), and a booking writes two messages. The messages travel as one JSON
-# parameter: psycopg escapes every quote of a JSON text inside an array parameter.
+# than this statement (measured: docs/benchmark.md), and a booking writes two messages. All of
+# the input travels as one JSON parameter, each message with its endpoints' ids, and the
+# deliveries' other columns are constants in the text: each parameter psycopg adapts (an array
+# most) costs the request CPU, and psycopg escapes every quote of a JSON text inside an array.
 _INSERT_OUTBOX = """
-WITH message AS (
+WITH input AS (
+    SELECT u.msg_id, u.type, u.payload, u.endpoints
+    FROM jsonb_to_recordset(%s::jsonb) AS u(msg_id varchar, type varchar, payload jsonb, endpoints jsonb)
+), message AS (
     INSERT INTO booking_webhookmessage (msg_id, type, payload)
-    SELECT u.msg_id, u.type, u.payload
-    FROM jsonb_to_recordset(%s::jsonb) AS u(msg_id varchar, type varchar, payload jsonb)
+    SELECT msg_id, type, payload FROM input
     RETURNING id, msg_id, created_at
 ), delivery AS (
     INSERT INTO booking_webhookdelivery (message_id, endpoint_id, next_attempt_at, {columns})
-    SELECT message.id, t.endpoint_id, %s, {values}
-    FROM message JOIN unnest(%s::varchar[], %s::integer[]) AS t(msg_id, endpoint_id) USING (msg_id)
+    SELECT message.id, target.endpoint_id::bigint, %s, {values}
+    FROM message JOIN input USING (msg_id), jsonb_array_elements_text(input.endpoints) AS target(endpoint_id)
     RETURNING id, endpoint_id, message_id
 )
 SELECT message.msg_id, message.id, message.created_at, delivery.id, delivery.endpoint_id
@@ -163,8 +168,8 @@ ORDER BY delivery.id
 
 
 @functools.cache
-def _outbox_statement() -> tuple[str, list[Any]]:
-    """The statement, and the values of the delivery's other columns: those of a new
+def _outbox_statement() -> str:
+    """The statement, with the delivery's other columns set to those of a new
     ``WebhookDelivery()`` (its model's defaults, constants: read once per process)."""
     fields = [
         f
@@ -174,11 +179,15 @@ def _outbox_statement() -> tuple[str, list[Any]]:
     if any(f.has_default() and callable(f.default) for f in fields):
         raise TypeError("insert_webhook_outbox() reads the deliveries' defaults once: make them constants")
     new = WebhookDelivery()
-    statement = _INSERT_OUTBOX.format(
+    values = [f.get_db_prep_save(getattr(new, f.attname), connection) for f in fields]
+    if any(value is not None and not isinstance(value, (str, int)) for value in values):
+        raise TypeError("insert_webhook_outbox() writes the deliveries' defaults as SQL literals: str, int or None")
+    with connection.cursor() as cursor:  # psycopg quotes each as a literal for this connection
+        literals = ["NULL" if value is None else pg_sql.Literal(value).as_string(cursor.connection) for value in values]
+    return _INSERT_OUTBOX.format(
         columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
-        values=", ".join(f"%s::{f.db_type(connection)}" for f in fields),
+        values=", ".join(f"{literal}::{f.db_type(connection)}" for literal, f in zip(literals, fields, strict=True)),
     )
-    return statement, [f.get_db_prep_save(getattr(new, f.attname), connection) for f in fields]
 
 
 def insert_webhook_outbox(
@@ -188,17 +197,16 @@ def insert_webhook_outbox(
     ``targets``; sets each message's pk and created_at; the (delivery id, endpoint id)s."""
     if not transaction.get_connection().in_atomic_block:
         raise transaction.TransactionManagementError("insert_webhook_outbox() must run inside atomic()")
-    statement, defaults = _outbox_statement()
-    rows_in = [{"msg_id": m.msg_id, "type": m.type, "payload": m.payload} for m in messages]
-    params = [
-        orjson.dumps(rows_in, option=orjson.OPT_NON_STR_KEYS).decode(),
-        next_attempt_at,
-        *defaults,
-        [msg_id for msg_id, _ in targets],
-        [endpoint_id for _, endpoint_id in targets],
+    endpoints: dict[str, list[int]] = {m.msg_id: [] for m in messages}
+    for msg_id, endpoint_id in targets:
+        endpoints[msg_id].append(endpoint_id)
+    rows_in = [
+        {"msg_id": m.msg_id, "type": m.type, "payload": m.payload, "endpoints": endpoints[m.msg_id]} for m in messages
     ]
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        cursor.execute(
+            _outbox_statement(), [orjson.dumps(rows_in, option=orjson.OPT_NON_STR_KEYS).decode(), next_attempt_at]
+        )
         rows = cursor.fetchall()
     by_msg_id = {m.msg_id: m for m in messages}
     for msg_id, pk, created_at, _, _ in rows:
