@@ -1,0 +1,48 @@
+"""Every installed package is pinned (constraints.txt), at the version installed: a fresh clone
+gets the packages CI tested, their own dependencies too."""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: What ``python -m venv`` itself installs: not the project's.
+VENV_OWN = {"pip", "setuptools", "wheel"}
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name, _, version = line.partition("==")
+            assert version, f"{path.name}: {line!r} is not pinned with =="
+            pins[_normalized(name.split("[", 1)[0])] = version.strip()
+    return pins
+
+
+def test_every_installed_package_is_pinned_at_its_installed_version():
+    pins = _pins(ROOT / "constraints.txt")
+    installed = {_normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    unpinned = sorted(set(installed) - set(pins) - VENV_OWN)
+    assert not unpinned, f"installed but not in constraints.txt: {unpinned}"
+    other = {
+        name: (installed[name], pins[name]) for name in installed.keys() & pins.keys() if installed[name] != pins[name]
+    }
+    assert not other, f"installed (left) other than pinned (right): {other}"
+
+
+def test_the_requirements_pin_what_the_constraints_pin():
+    constraints = _pins(ROOT / "constraints.txt")
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for package, version in _pins(ROOT / name).items():
+            assert constraints.get(package) == version, (
+                f"{name}: {package}=={version}, constraints.txt: {constraints.get(package)}"
+            )
+    assert "-c constraints.txt" in (ROOT / "requirements.txt").read_text().splitlines()
