@@ -183,7 +183,7 @@ def _outbox_statement() -> str:
     if any(value is not None and not isinstance(value, (str, int)) for value in values):
         raise TypeError("insert_webhook_outbox() writes the deliveries' defaults as SQL literals: str, int or None")
     with connection.cursor() as cursor:  # psycopg quotes each as a literal for this connection
-        literals = ["NULL" if value is None else pg_sql.Literal(value).as_string(cursor.connection) for value in values]
+        literals = [pg_sql.Literal(value).as_string(cursor.connection) for value in values]  # None: NULL
     return _INSERT_OUTBOX.format(
         columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
         values=", ".join(f"{literal}::{f.db_type(connection)}" for literal, f in zip(literals, fields, strict=True)),
