@@ -3,17 +3,15 @@ gets the packages CI tested, their own dependencies too."""
 
 from __future__ import annotations
 
-import re
 from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What ``python -m venv`` itself installs: not the project's.
 VENV_OWN = {"pip", "setuptools", "wheel"}
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -21,15 +19,16 @@ def _pins(path: Path) -> dict[str, str]:
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line and not line.startswith("-"):
-            name, _, version = line.partition("==")
-            assert version, f"{path.name}: {line!r} is not pinned with =="
-            pins[_normalized(name.split("[", 1)[0])] = version.strip()
+            requirement = Requirement(line)
+            [specifier] = requirement.specifier  # exactly one, and it is ==
+            assert specifier.operator == "==", f"{path.name}: {line!r} is not pinned with =="
+            pins[canonicalize_name(requirement.name)] = specifier.version
     return pins
 
 
 def test_every_installed_package_is_pinned_at_its_installed_version():
     pins = _pins(ROOT / "constraints.txt")
-    installed = {_normalized(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     unpinned = sorted(set(installed) - set(pins) - VENV_OWN)
     assert not unpinned, f"installed but not in constraints.txt: {unpinned}"
     other = {
