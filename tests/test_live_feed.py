@@ -5,6 +5,9 @@ same place; one behind the rounds the feed keeps must resync. No database: the f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import orjson
 import pytest
 
@@ -86,3 +89,36 @@ def test_rounds_get_longer_with_more_watchers_up_to_a_bound():
     assert feed.round_seconds() == pytest.approx(2000 / live_feed.FRAMES_PER_SECOND)
     feed.watchers = {object() for _ in range(100_000)}  # type: ignore[misc]
     assert feed.round_seconds() == live_feed.MAX_ROUND_SECONDS
+
+
+@pytest.mark.asyncio
+async def test_in_a_rush_rounds_keep_their_cadence_and_after_a_quiet_spell_a_change_waits_the_shortest_round(
+    monkeypatch,
+):
+    """A round's length is counted from the last round sent, not from the round's own first change
+    (which may come a push's gathering later): in a rush rounds follow each other every round's
+    length; a change after a quiet spell is sent after the shortest round."""
+    monkeypatch.setattr(live_feed, "ROUND_SECONDS", 0.05)
+    feed = EventFeed(1)
+    monkeypatch.setattr(feed, "round_seconds", lambda: 0.5)  # as with 2 000 watchers
+    loop = asyncio.get_running_loop()
+    published: list[float] = []
+    monkeypatch.setattr(feed, "_publish", lambda seats: published.append(loop.time()))
+    rounds = asyncio.ensure_future(feed._rounds())
+    try:
+        feed._inbox.put_nowait({"seats": [seat(1, 1)]})
+        await asyncio.sleep(0.35)  # the first round went out after 0.05 s; 0.3 s later, a change
+        first = published[0]
+        feed._inbox.put_nowait({"seats": [seat(1, 2)]})
+        await asyncio.sleep(0.5)
+        # Sent a round's length after the first round (0.5 s), not after its change came (0.8 s).
+        assert len(published) == 2 and published[1] - first == pytest.approx(0.5, abs=0.1)
+        await asyncio.sleep(0.6)  # a quiet spell longer than a round
+        came = loop.time()
+        feed._inbox.put_nowait({"seats": [seat(1, 3)]})
+        await asyncio.sleep(0.25)
+        assert len(published) == 3 and published[2] - came == pytest.approx(0.05, abs=0.1)
+    finally:
+        rounds.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rounds
