@@ -280,6 +280,17 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The ASGI server's garbage collector (config/asgi.py), far less eager than CPython's (700, 10, 10):
+# with 2 000 sockets the objects of one round's sends outlived two young collections, so a full one
+# walked 420 000 objects every few seconds and stopped every socket for 0.3-0.5 s (docs/benchmark.md).
+# Reference counting still frees everything that is not in a cycle at once. Empty: CPython's own.
+_gc_thresholds = env.list("BOOKING_LIVE_GC_THRESHOLDS", default=["50000", "20", "10"])
+if len(_gc_thresholds) > 3 or not all(n.strip().isdigit() for n in _gc_thresholds):
+    raise ImproperlyConfigured(
+        "BOOKING_LIVE_GC_THRESHOLDS takes up to three non-negative integers (gc.set_threshold), e.g. 50000,20,10"
+    )
+BOOKING_LIVE_GC_THRESHOLDS = [int(n) for n in _gc_thresholds]
+
 # --- REST framework ----------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -44,3 +44,32 @@ def test_debug_defaults_to_false(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "False"
+
+
+def asgi_gc_threshold(tmp_path, **environment: str) -> subprocess.CompletedProcess:
+    """The garbage collector's thresholds once the ASGI application (the live process's) is loaded."""
+    return run_with_only(
+        tmp_path,
+        [str(BIN / "python"), "-c", "import gc, config.asgi; print(*gc.get_threshold(), sep=',')"],
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="true",
+        **environment,
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "thresholds"),
+    [(None, "50000,20,10"), ("1000,5,5", "1000,5,5"), ("", "700,10,10")],
+    ids=["default", "set", "empty: CPython's own"],
+)
+def test_the_live_process_collects_garbage_as_the_setting_says(tmp_path, setting, thresholds):
+    done = asgi_gc_threshold(tmp_path, **({} if setting is None else {"BOOKING_LIVE_GC_THRESHOLDS": setting}))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == thresholds
+
+
+@pytest.mark.parametrize("setting", ["abc", "-1", "1,2,3,4"])
+def test_a_bad_gc_setting_refuses_to_start_and_says_what_it_takes(tmp_path, setting):
+    done = asgi_gc_threshold(tmp_path, BOOKING_LIVE_GC_THRESHOLDS=setting)
+    assert done.returncode != 0
+    assert "BOOKING_LIVE_GC_THRESHOLDS takes up to three non-negative integers" in done.stderr
