@@ -996,6 +996,14 @@ def watcher_lines(report: dict) -> list[str]:
             f"  {r['live_cpu_share_of_one_core']}  {mem['rss_mb']} / {mem['peak_mb']}"
             f"  {r['watch_client_cpu_share_of_one_core']}"
         )
+    for r in w["rounds"]:
+        v = r["watch"]
+        if "fan_out_ms" in v:  # reports before the lag's parts have none
+            first, fan = v["lag_to_first_watcher_ms"], v["fan_out_ms"]
+            lines.append(
+                f"  {r['watchers']:<6} lag's parts p50 / p99 ms: change to the frame's first watcher"
+                f" {first['p50']} / {first['p99']}, first watcher to each watcher {fan['p50']} / {fan['p99']}"
+            )
     lines.append(
         "  (CPU: share of one core over the measured window; live RSS at the figures' time, peak since its start;"
         " all final: every watcher had every seat's version in the database)"

@@ -18,6 +18,7 @@ and the lags are folded from the shared frames at the end.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -43,6 +44,33 @@ SEATS, SNAPSHOT, RESYNC, OTHER = 0, 1, 2, 3
 RESYNC_TEXT = b'{"type":"resync"}'
 #: A watcher closed more often than this gives up (reported as failed) instead of looping.
 MAX_RECONNECTS = 50
+
+
+class GcPauses:
+    """The collections of this process's garbage collector that took a millisecond or more, as
+    (wall time at start, seconds): while one runs no socket is read, so it is in the lags measured."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif (took := time.perf_counter() - self._started) >= 0.001:
+            self.pauses.append((time.time() - took, took))
+
+    def within(self, start: float, end: float) -> dict:
+        inside = [took for at, took in self.pauses if start <= at <= end]
+        return {
+            "count": len(inside),
+            "total_ms": round(sum(inside) * 1000),
+            "max_ms": round(max(inside, default=0) * 1000),
+        }
+
+
+gc_pauses = GcPauses()
 
 
 @dataclass
@@ -231,6 +259,10 @@ def result(client: Client, final: dict) -> dict:
             if frame.kind == SEATS:
                 arrivals.setdefault(index, Counter())[int(at * 1000)] += 1
     lags: Counter = Counter()
+    # The lag in two parts: from the change to the frame's first watcher (the web server, the layer,
+    # the feed's round), and from there to each watcher (the fan-out and this client's own reading).
+    to_first: Counter = Counter()
+    fan_out: Counter = Counter()
     states_delivered = states_unknown = 0
     seen_changes: set[tuple[int, int]] = set()
     for index, counted in arrivals.items():
@@ -245,7 +277,11 @@ def result(client: Client, final: dict) -> dict:
             times[int(at * 1000)] += 1
         receivers = sum(counted.values())
         states_delivered += receivers * sum(times.values())
+        first = min(counted)
+        for changed, m in times.items():
+            to_first[first - changed] += m
         for arrived, n in counted.items():
+            fan_out[arrived - first] += n
             for changed, m in times.items():
                 lags[arrived - changed] += n * m
     resyncs = sum(1 for w in client.watchers for index in w.frames if parsed[index].kind == RESYNC)
@@ -270,6 +306,9 @@ def result(client: Client, final: dict) -> dict:
         "states_measured": states_delivered,
         "states_of_unknown_time": states_unknown,
         "lag_ms": _percentiles(lags),
+        "client_gc_pauses": gc_pauses.within(start, end),
+        "lag_to_first_watcher_ms": _percentiles(to_first),  # per seat state
+        "fan_out_ms": _percentiles(fan_out),  # per frame and watcher
         "last_frame_at": max((w.arrivals[-1] for w in client.watchers if len(w.arrivals)), default=None),
     }
 

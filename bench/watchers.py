@@ -220,7 +220,9 @@ class WatchersCheck:
             w = entry["watch"]
             log(
                 f"watchers {count}: {with_} bookings/s with, {without} without ({entry['ratio']}); lag p50/p99"
-                f" {w['lag_ms']['p50']}/{w['lag_ms']['p99']} ms; {w['frames_per_second']} frames/s; all final:"
+                f" {w['lag_ms']['p50']}/{w['lag_ms']['p99']} ms (to the first watcher"
+                f" {w['lag_to_first_watcher_ms']['p50']}/{w['lag_to_first_watcher_ms']['p99']}, fan-out"
+                f" {w['fan_out_ms']['p50']}/{w['fan_out_ms']['p99']}); {w['frames_per_second']} frames/s; all final:"
                 f" {w['all_final']}; {w['resyncs']} resyncs; live peak {entry['live_memory_end']['peak_mb']} MB"
             )
 

@@ -336,7 +336,7 @@ def test_the_watch_client_folds_final_states_and_lags_from_the_shared_frames():
     arrivals = {
         0: [(first, 100.0), (a, 100.25), (b, 101.0)],  # everything
         1: [(first, 100.0), (a, 100.25), (watchclient.RESYNC_TEXT, 100.5), (fresh, 100.75)],  # resynced
-        2: [(first, 100.0), (a, 100.25)],  # missed b
+        2: [(first, 100.0), (a, 100.45)],  # missed b; got a 200 ms after the others
     }
     for n, frames in arrivals.items():
         watcher = client.watchers[n]
@@ -359,6 +359,10 @@ def test_the_watch_client_folds_final_states_and_lags_from_the_shared_frames():
     assert not out["all_final"] and out["watchers_not_final"] == 1 and out["seat_states_not_final"] == 1
     assert out["resyncs"] == 1 and out["distinct_frames"] == 5 and out["frames_received"] == 9
     assert out["changes_recorded"] == 3 == out["changes_in_frames"] and out["states_of_unknown_time"] == 0
-    # Frame a at 100.25 to three watchers (seat 1: 250 ms, seat 2: 125 ms), frame b at 101.0 to one (500 ms).
+    # Frame a at 100.25 to two watchers (seat 1: 250 ms, seat 2: 125 ms) and at 100.45 to the third
+    # (450, 325 ms), frame b at 101.0 to one (500 ms).
     assert out["lag_ms"] == {"count": 7, "min": 125, "p50": 250, "p99": 500, "max": 500}
+    # The lag's parts: to each frame's first watcher (per seat state), and from there (per watcher).
+    assert out["lag_to_first_watcher_ms"] == {"count": 3, "min": 125, "p50": 250, "p99": 500, "max": 500}
+    assert out["fan_out_ms"] == {"count": 4, "min": 0, "p50": 0, "p99": 200, "max": 200}
     assert out["frames_in_window"] == 9 and out["frames_per_second"] == 3.0
