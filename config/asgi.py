@@ -1,8 +1,8 @@
 """The ASGI application: Django's HTTP views and the live seat map's WebSockets.
 
 Served by daphne in ``make run`` and by uvicorn in Procfile's ``live`` process. WebSockets are
-checked against ALLOWED_HOSTS by their Origin header (a cross-site page cannot
-open one with a visitor's session) and carry the session's user.
+checked against ALLOWED_HOSTS by their Origin header (only the service's own pages, and clients
+that say they are, may open one) and carry no session: the live map is public and read-only.
 """
 
 import gc
@@ -19,7 +19,6 @@ django_asgi_app = get_asgi_application()
 if settings.BOOKING_LIVE_GC_THRESHOLDS:
     gc.set_threshold(*settings.BOOKING_LIVE_GC_THRESHOLDS)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from booking.origin import allowed_hosts_origin_validator  # noqa: E402
@@ -28,6 +27,8 @@ from booking.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": allowed_hosts_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # No session or user: the live map is public and read-only, and channels' session wrapper
+        # costs every frame sent to every watcher (and a connect a session read) for nothing.
+        "websocket": allowed_hosts_origin_validator(URLRouter(websocket_urlpatterns)),
     }
 )
