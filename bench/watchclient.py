@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 try:  # pragma: no cover - optional speed-up
     import uvloop
@@ -42,6 +41,8 @@ except ImportError:  # pragma: no cover
 ACK_EVERY = 10
 SEATS, SNAPSHOT, RESYNC, OTHER = 0, 1, 2, 3
 RESYNC_TEXT = b'{"type":"resync"}'
+#: The largest message taken (a snapshot's part is about 0.4 MB).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: A watcher closed more often than this gives up (reported as failed) instead of looping.
 MAX_RECONNECTS = 50
 
@@ -118,6 +119,35 @@ class Frames:
         return found
 
 
+class Socket(WSListener):
+    """One watcher's connection (picows: a callback per frame, no task or future per message, so
+    the client costs the shared cores as little as it can); whole messages go to the client."""
+
+    def __init__(self, client: Client, watcher: Watcher) -> None:
+        self.client, self.watcher = client, watcher
+        self.transport: WSTransport | None = None
+        self.received = self.acked = self.parts = 0
+        self.counted = False
+        self._fragments: list[bytes] = []
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+        elif kind in (WSMsgType.TEXT, WSMsgType.BINARY, WSMsgType.CONTINUATION):
+            if frame.fin and not self._fragments:
+                self.client.received(self, frame.get_payload_as_bytes())
+                return
+            self._fragments.append(frame.get_payload_as_bytes())
+            if frame.fin:
+                text, self._fragments = b"".join(self._fragments), []
+                self.client.received(self, text)
+
+
 @dataclass
 class Watcher:
     frames: array = field(default_factory=lambda: array("I"))  # frame indexes, in arrival order
@@ -143,49 +173,56 @@ class Client:
         if self.pending == 0:
             self.all_ready.set()
 
+    def received(self, socket: Socket, text: bytes) -> None:
+        """One whole message of ``socket``'s watcher: kept (its text once for all the watchers) with
+        its arrival time, and acknowledged every ``ACK_EVERY`` messages, as the page does."""
+        at = time.time()
+        watcher = socket.watcher
+        index = self.frames.intern(text)
+        watcher.frames.append(index)
+        watcher.arrivals.append(at)
+        socket.received += 1
+        frame = self.frames.parsed[index]
+        if frame.kind == SNAPSHOT:
+            socket.parts += 1
+            if socket.parts == frame.parts and watcher.snapshot_at is None:
+                watcher.snapshot_at = at
+                socket.counted = True
+                self._ready()
+        if socket.received - socket.acked >= ACK_EVERY:
+            socket.acked = socket.received
+            socket.transport.send(WSMsgType.TEXT, b'{"ack": %d}' % socket.received)
+
     async def watch(self, watcher: Watcher) -> None:
         counted = False
         while not self.stopping.is_set():
+            transport = None
             try:
-                async with connect(
+                transport, socket = await ws_connect(
+                    lambda: Socket(self, watcher),
                     self.url,
-                    origin=self.origin,
-                    open_timeout=600,
-                    close_timeout=2,
-                    ping_interval=None,  # a busy loop must not fail its own keep-alive
-                    max_size=None,  # the snapshot's parts are up to about 0.4 MB each
-                ) as socket:
-                    if watcher.connected_at is None:
-                        watcher.connected_at = time.time()
-                    received = acked = parts = 0
-                    while True:
-                        text = await socket.recv(decode=False)
-                        at = time.time()
-                        index = self.frames.intern(text)
-                        watcher.frames.append(index)
-                        watcher.arrivals.append(at)
-                        received += 1
-                        frame = self.frames.parsed[index]
-                        if frame.kind == SNAPSHOT:
-                            parts += 1
-                            if parts == frame.parts and watcher.snapshot_at is None:
-                                watcher.snapshot_at = at
-                                counted = True
-                                self._ready()
-                        if received - acked >= ACK_EVERY:
-                            acked = received
-                            await socket.send(f'{{"ack": {received}}}')
-            except ConnectionClosed:
-                if self.stopping.is_set():
-                    break
-                watcher.reconnects += 1  # after a resync (4409), as the page does: a fresh snapshot
-                if watcher.reconnects > MAX_RECONNECTS:
-                    watcher.error = f"closed {watcher.reconnects} times"
-                    break
+                    extra_headers={"Origin": self.origin},
+                    websocket_handshake_timeout=600,
+                    max_frame_size=MAX_MESSAGE_BYTES,
+                )
+                if watcher.connected_at is None:
+                    watcher.connected_at = time.time()
+                await transport.wait_disconnected()  # the server closed it (a resync: 4409), or it broke
+                counted = counted or socket.counted
+            except asyncio.CancelledError:
+                if transport is not None:
+                    transport.disconnect()
+                raise
             except Exception as exc:  # noqa: BLE001 - a failed watcher is reported, not raised
                 watcher.error = f"{type(exc).__name__}: {exc}"[:300]
                 break
-        if not counted:
+            if self.stopping.is_set():
+                break
+            watcher.reconnects += 1  # after a resync (4409), as the page does: a fresh snapshot
+            if watcher.reconnects > MAX_RECONNECTS:
+                watcher.error = f"closed {watcher.reconnects} times"
+                break
+        if not counted and watcher.snapshot_at is None:
             self._ready()
 
     async def run(self, directory: Path) -> None:

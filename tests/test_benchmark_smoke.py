@@ -14,6 +14,8 @@ something only on a quiet machine at full size (docs/benchmark.md).
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -366,3 +368,54 @@ def test_the_watch_client_folds_final_states_and_lags_from_the_shared_frames():
     assert out["lag_to_first_watcher_ms"] == {"count": 3, "min": 125, "p50": 250, "p99": 500, "max": 500}
     assert out["fan_out_ms"] == {"count": 4, "min": 0, "p50": 0, "p99": 200, "max": 200}
     assert out["frames_in_window"] == 9 and out["frames_per_second"] == 3.0
+
+
+@pytest.mark.asyncio
+async def test_the_watch_client_acknowledges_and_reconnects_after_a_resync_as_the_page_does():
+    """The watch client against a WebSocket server of another library: it sends the page's Origin,
+    acknowledges every 10 messages, and after ``resync`` and close 4409 reconnects for a fresh
+    snapshot (counted), keeping every message with its arrival."""
+    from websockets.asyncio.server import serve
+
+    from bench import watchclient
+
+    snapshot = json.dumps(
+        {"type": "snapshot", "parts": 1, "part": 0, "columns": ["id", "version"], "rows": [[1, 0]], "now": "x"}
+    )
+    seen: dict[str, list] = {"origins": [], "acks": []}
+    second_snapshot_sent = asyncio.Event()
+
+    async def handler(connection):
+        seen["origins"].append(connection.request.headers["Origin"])
+        await connection.send(snapshot)
+        if len(seen["origins"]) == 1:
+            for version in range(1, 10):
+                await connection.send(json.dumps({"type": "seats", "seats": [{"id": 1, "version": version}]}))
+            seen["acks"].append(json.loads(await connection.recv()))
+            await connection.send('{"type":"resync"}')
+            await connection.close(4409)
+        else:
+            second_snapshot_sent.set()
+            await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = watchclient.Client(f"ws://127.0.0.1:{port}/ws/events/1/", "http://page.example", 1)
+        watcher = client.watchers[0]
+        task = asyncio.ensure_future(client.watch(watcher))
+        async with asyncio.timeout(10):
+            await second_snapshot_sent.wait()
+            while len(watcher.frames) < 12:
+                await asyncio.sleep(0.01)
+        client.stopping.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    assert seen["origins"] == ["http://page.example"] * 2
+    assert seen["acks"] == [{"ack": 10}]
+    assert watcher.reconnects == 1 and watcher.error is None and watcher.snapshot_at is not None
+    kinds = [client.frames.parsed[index].kind for index in watcher.frames]
+    S, T, R = watchclient.SNAPSHOT, watchclient.SEATS, watchclient.RESYNC
+    assert kinds == [S] + [T] * 9 + [R, S]
+    assert list(watcher.arrivals) == sorted(watcher.arrivals)
