@@ -54,6 +54,9 @@ class GcPauses:
     def __init__(self) -> None:
         self.pauses: list[tuple[float, float]] = []
         self._started = 0.0
+
+    def start(self) -> None:
+        """Count from now on (the client's process only: not a process that merely imports this)."""
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict) -> None:
@@ -127,7 +130,6 @@ class Socket(WSListener):
         self.client, self.watcher = client, watcher
         self.transport: WSTransport | None = None
         self.received = self.acked = self.parts = 0
-        self.counted = False
         self._fragments: list[bytes] = []
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -187,18 +189,16 @@ class Client:
             socket.parts += 1
             if socket.parts == frame.parts and watcher.snapshot_at is None:
                 watcher.snapshot_at = at
-                socket.counted = True
                 self._ready()
         if socket.received - socket.acked >= ACK_EVERY:
             socket.acked = socket.received
             socket.transport.send(WSMsgType.TEXT, b'{"ack": %d}' % socket.received)
 
     async def watch(self, watcher: Watcher) -> None:
-        counted = False
         while not self.stopping.is_set():
             transport = None
             try:
-                transport, socket = await ws_connect(
+                transport, _ = await ws_connect(
                     lambda: Socket(self, watcher),
                     self.url,
                     extra_headers={"Origin": self.origin},
@@ -208,7 +208,6 @@ class Client:
                 if watcher.connected_at is None:
                     watcher.connected_at = time.time()
                 await transport.wait_disconnected()  # the server closed it (a resync: 4409), or it broke
-                counted = counted or socket.counted
             except asyncio.CancelledError:
                 if transport is not None:
                     transport.disconnect()
@@ -222,7 +221,7 @@ class Client:
             if watcher.reconnects > MAX_RECONNECTS:
                 watcher.error = f"closed {watcher.reconnects} times"
                 break
-        if not counted and watcher.snapshot_at is None:
+        if watcher.snapshot_at is None:  # never ready: counted as done (failed) all the same
             self._ready()
 
     async def run(self, directory: Path) -> None:
@@ -375,6 +374,7 @@ def _write(path: Path, data: dict) -> None:
 
 def main(argv: list[str]) -> int:
     url, origin, count, directory = argv[0], argv[1], int(argv[2]), Path(argv[3])
+    gc_pauses.start()
 
     async def go() -> Client:
         client = Client(url, origin, count)
