@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from booking import dependencies, tasks
+from booking import dependencies, tasks, webhook_sender
 from booking.models import WebhookDelivery
 from booking.services import webhooks
 from booking.webhook_sender import TASK_BATCH, sender
@@ -71,6 +71,12 @@ def test_many_commits_leave_in_few_tasks_each_delivery_once(broker):
     assert len(broker.sent) <= 16, [len(task) for task in broker.sent]
 
 
+def test_a_round_goes_in_as_few_tasks_as_the_batch_allows_of_equal_sizes(broker):
+    webhook_sender.send_now({1: list(range(TASK_BATCH + 1)), 2: [7], 3: list(range(3 * TASK_BATCH))})
+    assert [len(task) for task in broker.sent] == [TASK_BATCH // 2 + 1, TASK_BATCH // 2, 1] + [TASK_BATCH] * 3
+    assert broker.sent[0] + broker.sent[1] == list(range(TASK_BATCH + 1))  # in order, each once
+
+
 def test_a_booking_does_not_wait_for_a_slow_broker(broker, endpoint, alice, seat_ids):
     broker.delay = 2.0
     started = time.monotonic()
@@ -96,7 +102,6 @@ def test_a_broker_that_is_down_leaves_the_deliveries_for_beat(broker, endpoint, 
 
 
 def test_after_a_quiet_spell_a_delivery_leaves_at_once_and_in_a_rush_rounds_gather_longer(broker):
-    from booking import webhook_sender
 
     assert sender.flush(5)
     time.sleep(webhook_sender.BUSY_WITHIN_SECONDS)  # quiet: the last round is a second old

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -316,6 +317,17 @@ def _proxy_for(url: str) -> str | None:
     return proxies.get(urllib.parse.urlsplit(url).scheme or "http") or proxies.get("all")
 
 
+@dataclass(slots=True)
+class Leased:
+    """A delivery held for an attempt: what the attempt sends, and what its outcome needs."""
+
+    pk: int
+    endpoint: WebhookEndpoint
+    attempts: int  # before this one
+    msg_id: str
+    body: str  # the message's payload as JSON: what is signed and sent
+
+
 def webhook_deliver(delivery_id: int) -> str:
     """One attempt at a delivery, if it is due and no other attempt holds it; the outcome."""
     return webhooks_deliver([delivery_id])[0]
@@ -326,14 +338,13 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
     other (one endpoint's, on one kept-alive connection); each one's outcome, in order.
 
     The batch costs the database the same few statements however many it holds (not three per
-    delivery): the lease, which reads them too, and the delivered ones' outcomes, one ``UPDATE``
-    for those that answered with the same status and body. A retry, a 410 or a failure is
-    recorded as it happens."""
+    delivery): the lease, which reads them too, their endpoints, and the delivered ones'
+    outcomes in one ``UPDATE``. A retry, a 410 or a failure is recorded as it happens."""
     ids = list(dict.fromkeys(delivery_ids))
     outcomes = dict.fromkeys(ids, "not due")
     leased = _lease(ids)
     if len(leased) < len(ids):
-        # Deliveries to an endpoint deleted since they were written (the lease's join found none).
+        # Deliveries to an endpoint deleted since they were written (the lease skips them).
         missing = set(ids) - {delivery.pk for delivery in leased}
         orphans = WebhookDelivery.objects.filter(pk__in=missing).exclude(
             endpoint_id__in=WebhookEndpoint.objects.values("pk")
@@ -342,7 +353,7 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
         if gone:
             WebhookDelivery.objects.filter(pk__in=gone).delete()
             outcomes.update(dict.fromkeys(gone, "endpoint deleted"))
-    delivered: list[tuple[WebhookDelivery, int, str, int]] = []
+    delivered: list[tuple[Leased, int, str, int]] = []
     leased_at = recorded_at = time.monotonic()
     for position, delivery in enumerate(leased):
         if time.monotonic() - leased_at > lease().total_seconds() / 2:  # slow receivers: keep the rest held
@@ -359,53 +370,61 @@ def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
     return [outcomes[pk] for pk in delivery_ids]
 
 
-def _lease(ids: list[int]) -> list[WebhookDelivery]:
+def _lease(ids: list[int]) -> list[Leased]:
     """Hold the due deliveries among ``ids`` for an attempt each, read with their endpoint and
     message (a worker killed mid-attempt lets them go when the lease ends); in id order. Rows
-    another worker is leasing are skipped, not waited for."""
+    another worker is leasing are skipped, not waited for, and so are deliveries whose endpoint
+    is gone."""
     if not ids:
         return []
     with transaction.atomic():
-        # The state is checked on the locked rows, not in the WHERE: with "state = 'pending'" there
-        # the planner may read the batch through the due index (partial, on pending rows), which it
-        # thinks small when its statistics predate a backlog, and walk every due delivery for each
-        # lease (8.9 ms at 25 000 due, 0.14 ms by the primary key: docs/benchmark.md).
-        locked = (
-            WebhookDelivery.objects.select_related("endpoint", "message")
-            .select_for_update(skip_locked=True, of=("self",))
-            .filter(pk__in=ids, next_attempt_at__lte=Now())
-            .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
-            .order_by("pk")
-        )
-        leased = [delivery for delivery in locked if delivery.state == Delivery.PENDING]
-        if leased:
-            WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in leased]).update(
-                leased_until=Now() + lease()
-            )
+        if connection.vendor == "postgresql":
+            rows = sql.lease_webhook_deliveries(ids, lease=lease())
+        else:
+            rows = _lease_with_orm(ids)
     # One endpoint object per endpoint: one a 410 disables is disabled for the rest of the batch.
-    endpoints_by_pk: dict[int, WebhookEndpoint] = {}
-    for delivery in leased:
-        delivery.endpoint = endpoints_by_pk.setdefault(delivery.endpoint_id, delivery.endpoint)
-    return leased
+    endpoints_by_pk = WebhookEndpoint.objects.in_bulk({endpoint_id for _, endpoint_id, *_ in rows})
+    return [
+        # The body compact, as orjson writes it (the stored text has jsonb's spaces).
+        Leased(pk, endpoints_by_pk[endpoint_id], attempts, msg_id, orjson.dumps(orjson.loads(payload)).decode())
+        for pk, endpoint_id, attempts, msg_id, payload in rows
+        if endpoint_id in endpoints_by_pk  # deleted since the lease: no attempt (a later one drops it)
+    ]
 
 
-def _attempt(delivery: WebhookDelivery, delivered: list[tuple[WebhookDelivery, int, str, int]]) -> str:
+def _lease_with_orm(ids: list[int]) -> list[tuple[int, int, int, str, str]]:
+    """The lease where there is no ``sql.lease_webhook_deliveries`` (SQLite, whose write
+    transaction already keeps out every other writer)."""
+    locked = (
+        WebhookDelivery.objects.select_related("message")
+        .select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__in=ids, next_attempt_at__lte=Now(), endpoint_id__in=WebhookEndpoint.objects.values("pk"))
+        .filter(Q(leased_until__isnull=True) | Q(leased_until__lte=Now()))
+        .order_by("pk")
+    )
+    leased = [delivery for delivery in locked if delivery.state == Delivery.PENDING]
+    WebhookDelivery.objects.filter(pk__in=[delivery.pk for delivery in leased]).update(leased_until=Now() + lease())
+    return [
+        (d.pk, d.endpoint_id, d.attempts, d.message.msg_id, orjson.dumps(d.message.payload).decode()) for d in leased
+    ]
+
+
+def _attempt(delivery: Leased, delivered: list[tuple[Leased, int, str, int]]) -> str:
     """POST the signed message; a 2xx joins ``delivered`` (recorded with the batch), anything
     else is recorded now."""
-    endpoint, message = delivery.endpoint, delivery.message
+    endpoint = delivery.endpoint
     if not endpoint.active:
         _finish(delivery, state=Delivery.FAILED, error=f"endpoint disabled: {endpoint.disabled_reason or 'inactive'}")
         return "endpoint disabled"
-    body = orjson.dumps(message.payload).decode()
     sent_at = timezone.now()  # the attempt's time, which receivers check against their own clocks
     headers = {
-        **message_headers(message.msg_id, sent_at),
-        "webhook-signature": signatures(endpoint, message.msg_id, sent_at, body, now=sent_at),
+        **message_headers(delivery.msg_id, sent_at),
+        "webhook-signature": signatures(endpoint, delivery.msg_id, sent_at, delivery.body, now=sent_at),
     }
     started = time.monotonic()
     status, excerpt, error = None, "", ""
     try:
-        status, excerpt = _post(endpoint.url, body.encode(), headers)
+        status, excerpt = _post(endpoint.url, delivery.body.encode(), headers)
     except pycurl.error as exc:
         code, why = exc.args if len(exc.args) == 2 else (-1, str(exc))  # (libcurl's code, its message)
         error = f"{_CURL_ERRORS.get(code, 'error')}: {why}"[:300]
@@ -416,9 +435,26 @@ def _attempt(delivery: WebhookDelivery, delivered: list[tuple[WebhookDelivery, i
     return _record(delivery, status=status, excerpt=excerpt, error=error, duration_ms=duration_ms)
 
 
-def _record_delivered(delivered: list[tuple[WebhookDelivery, int, str, int]]) -> None:
-    """The delivered ones' outcomes: one ``UPDATE`` for those that answered alike (the same status
-    and body: under load all of a batch), each with its own duration; times on the database's clock."""
+def _record_delivered(delivered: list[tuple[Leased, int, str, int]]) -> None:
+    """The delivered ones' outcomes in one ``UPDATE``, each with its own status, duration and
+    answer; times on the database's clock."""
+    if not delivered:
+        return
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            sql.record_webhooks_delivered(
+                [(delivery.pk, status, excerpt, duration_ms) for delivery, status, excerpt, duration_ms in delivered]
+            )
+    else:
+        _record_delivered_with_orm(delivered)
+    failing = {delivery.endpoint.pk for delivery, *_ in delivered if delivery.endpoint.failing_since is not None}
+    if failing:
+        WebhookEndpoint.objects.filter(pk__in=failing).update(failing_since=None)
+
+
+def _record_delivered_with_orm(delivered: list[tuple[Leased, int, str, int]]) -> None:
+    """The same where there is no ``sql.record_webhooks_delivered``: one ``UPDATE`` for those that
+    answered alike (the same status and body), a ``CASE`` for their durations."""
     alike: dict[tuple[int, str], dict[int, list[int]]] = {}
     for delivery, status, excerpt, duration_ms in delivered:
         alike.setdefault((status, excerpt), {}).setdefault(duration_ms, []).append(delivery.pk)
@@ -436,12 +472,9 @@ def _record_delivered(delivered: list[tuple[WebhookDelivery, int, str, int]]) ->
             response_excerpt=excerpt,
             last_error="",
         )
-    failing = {delivery.endpoint_id for delivery, *_ in delivered if delivery.endpoint.failing_since is not None}
-    if failing:
-        WebhookEndpoint.objects.filter(pk__in=failing).update(failing_since=None)
 
 
-def _record(delivery: WebhookDelivery, *, status: int | None, excerpt: str, error: str, duration_ms: int) -> str:
+def _record(delivery: Leased, *, status: int | None, excerpt: str, error: str, duration_ms: int) -> str:
     """A failed attempt's outcome, and what comes next; times on the database's clock."""
     endpoint = delivery.endpoint
     attempts = delivery.attempts + 1
@@ -464,17 +497,17 @@ def _record(delivery: WebhookDelivery, *, status: int | None, excerpt: str, erro
     schedule = retry_schedule()
     if attempts > len(schedule):
         _update(delivery, state=Delivery.FAILED, next_attempt_at=None, **common)
-        logger.warning("webhook %s to %s failed after %s attempts", delivery.message.msg_id, endpoint.url, attempts)
+        logger.warning("webhook %s to %s failed after %s attempts", delivery.msg_id, endpoint.url, attempts)
         return "failed"
     _update(delivery, next_attempt_at=Now() + schedule[attempts - 1], **common)
     return "retry"
 
 
-def _update(delivery: WebhookDelivery, **values: Any) -> None:
+def _update(delivery: Leased, **values: Any) -> None:
     WebhookDelivery.objects.filter(pk=delivery.pk).update(**values)
 
 
-def _finish(delivery: WebhookDelivery, *, state: str, error: str) -> None:
+def _finish(delivery: Leased, *, state: str, error: str) -> None:
     _update(delivery, state=state, last_error=error[:300], leased_until=None, next_attempt_at=None)
 
 
