@@ -4,9 +4,12 @@ workers given the same batch at once send each message once (the lease skips wha
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from booking.models import WebhookDelivery
 from booking.services import sql, webhooks
@@ -105,6 +108,29 @@ def test_a_slow_batch_records_what_it_delivered_as_it_goes(monkeypatch):
         receiver.stop()
     assert seen == [[], batch[:1], batch[:2]]
     assert set(WebhookDelivery.objects.values_list("state", "attempts")) == {("delivered", 1)}
+
+
+@pytest.mark.django_db
+def test_an_attempt_holds_its_delivery_for_the_lease_and_a_second_worker_skips_it(monkeypatch):
+    receiver = Receiver()
+    held: list[tuple[datetime, datetime, list[str]]] = []
+    attempt = webhooks._attempt
+
+    def attempt_while_another_worker_tries(delivery, delivered):
+        leased_until = WebhookDelivery.objects.get(pk=delivery.pk).leased_until
+        held.append((timezone.now(), leased_until, webhooks.webhooks_deliver([delivery.pk])))
+        return attempt(delivery, delivered)
+
+    monkeypatch.setattr(webhooks, "_attempt", attempt_while_another_worker_tries)
+    try:
+        [delivery_id] = written(1, receiver.url)
+        assert webhooks.webhooks_deliver([delivery_id]) == ["delivered"]
+    finally:
+        receiver.stop()
+    [(now, leased_until, second)] = held
+    assert second == ["not due"]  # held: the second worker sends nothing
+    assert abs((leased_until - now) - webhooks.lease()) < timedelta(seconds=5)
+    assert len(receiver.received) == 1
 
 
 def deliver_the_same_batch_twice_at_once(batch: list[int]) -> list[list[str]]:
