@@ -5,7 +5,7 @@ counts what arrived (every request, each distinct ``webhook-id``, per type) and
 verifies the Standard Webhooks signature of a sample (the first message and
 then one in ``BENCH_WEBHOOK_VERIFY_EVERY``, 20 by default) with the
 ``standardwebhooks`` library and the endpoint's secret (``BENCH_WEBHOOK_SECRET``).
-``GET /stats`` answers its counts as JSON. Small on purpose (asyncio streams,
+``GET /stats`` answers its counts as JSON. Small on purpose (an asyncio protocol,
 uvloop when installed, no HTTP library): it shares the machine with what is
 measured, and its CPU is reported.
 
@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from typing import cast
 
 try:  # pragma: no cover - optional speed-up
     import uvloop
@@ -80,45 +81,63 @@ class Stats:
         }
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stats: Stats) -> None:
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            lines = head.decode("latin-1").split("\r\n")
+class Connection(asyncio.Protocol):
+    """One keep-alive connection: each complete request is answered as soon as it is in.
+
+    A protocol rather than asyncio streams: no coroutine step and no future per request, about
+    half the CPU a message (the receiver shares the machine with what is measured)."""
+
+    def __init__(self, stats: Stats) -> None:
+        self.stats = stats
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is one, not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            lines = self.buffer[:end].decode("latin-1").split("\r\n")
             method, path = (lines[0].split(" ") + ["", ""])[:2]
             headers = {}
             for line in lines[1:]:
                 name, sep, value = line.partition(":")
                 if sep:
                     headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length") or 0))
-            if method == "POST":
-                stats.record(headers, body)
-                writer.write(OK)
-            elif method == "GET" and path == "/stats":
-                answer = json.dumps(stats.as_dict()).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                    % (len(answer), answer)
-                )
-            else:
-                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-            await writer.drain()
-            if headers.get("connection", "").lower() == "close":
+            try:
+                length = int(headers.get("content-length") or 0)
+            except ValueError:
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                self.transport.close()
                 return
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return
-    finally:
-        writer.close()
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still coming
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            self.transport.write(self.answer(method, path, headers, body))
+            if headers.get("connection", "").lower() == "close":
+                self.transport.close()
+                return
+
+    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        if method == "POST":
+            self.stats.record(headers, body)
+            return OK
+        if method == "GET" and path == "/stats":
+            answer = json.dumps(self.stats.as_dict()).encode()
+            return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(answer),
+                answer,
+            )
+        return b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
 
 
 async def serve(port: int, stats: Stats) -> None:
-    server = await asyncio.start_server(lambda r, w: handle(r, w, stats), "127.0.0.1", port, backlog=1024)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Connection(stats), "127.0.0.1", port, backlog=1024)
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"receiver listening on 127.0.0.1:{port}", flush=True)

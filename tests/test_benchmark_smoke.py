@@ -419,3 +419,65 @@ async def test_the_watch_client_acknowledges_and_reconnects_after_a_resync_as_th
     S, T, R = watchclient.SNAPSHOT, watchclient.SEATS, watchclient.RESYNC
     assert kinds == [S] + [T] * 9 + [R, S]
     assert list(watcher.arrivals) == sorted(watcher.arrivals)
+
+
+def test_the_webhook_receiver_answers_each_request_however_it_arrives_and_counts_and_verifies():
+    """The load check's receiver (bench/receiver.py): requests whole, split mid-body and two in
+    one write on a kept-alive connection are each answered 200, counted once per webhook-id, and
+    the sampled signatures checked with the standardwebhooks library (a tampered body fails)."""
+    import socket
+    import time
+    import urllib.request
+    from datetime import UTC, datetime
+
+    from standardwebhooks import Webhook
+
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**child_env(), "BENCH_WEBHOOK_SECRET": secret, "BENCH_WEBHOOK_VERIFY_EVERY": "1"}
+    receiver = subprocess.Popen([str(BIN / "python"), "-m", "bench.receiver", str(port)], cwd=REPO, env=env)
+
+    def request(msg_id: str, body: bytes, *, tamper: bool = False) -> bytes:
+        now = datetime.now(UTC)
+        signature = Webhook(secret).sign(msg_id, now, body.decode())
+        head = (
+            f"POST /hooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nwebhook-id: {msg_id}\r\n"
+            f"webhook-timestamp: {int(now.timestamp())}\r\nwebhook-signature: {signature}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        return head + (body.replace(b"1", b"2") if tamper else body)
+
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the receiver did not start"
+                time.sleep(0.1)
+        with connection:
+            first = request("msg_1", b'{"type":"hold.created","data":{"n":1}}')
+            connection.sendall(first[:-10])  # the body split across two writes
+            time.sleep(0.2)
+            connection.sendall(first[-10:])
+            pipelined = request("msg_2", b'{"type":"booking.confirmed","data":{"n":1}}') + request(
+                "msg_3", b'{"type":"booking.confirmed","data":{"n":1}}', tamper=True
+            )
+            connection.sendall(pipelined + request("msg_1", b'{"type":"hold.created","data":{"n":1}}'))
+            answers = b""
+            while answers.count(b"200 OK") < 4:
+                chunk = connection.recv(65536)
+                assert chunk, answers
+                answers += chunk
+        assert answers == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok" * 4
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as answer:
+            stats = json.loads(answer.read())
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+    assert (stats["requests"], stats["messages"], stats["duplicates"]) == (4, 3, 1)
+    assert stats["types"] == {"booking.confirmed": 2, "hold.created": 1}
+    assert (stats["verified"], stats["verify_failures"]) == (2, 1)  # msg_3's body was changed
