@@ -248,7 +248,13 @@ def signatures(endpoint: WebhookEndpoint, msg_id: str, timestamp: datetime, body
     secrets_ = [endpoint.secret]
     if endpoint.previous_secret and endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now:
         secrets_.append(endpoint.previous_secret)
-    return " ".join(Webhook(secret).sign(msg_id, timestamp, body) for secret in secrets_)
+    return " ".join(_signer(secret).sign(msg_id, timestamp, body) for secret in secrets_)
+
+
+@functools.lru_cache(maxsize=256)
+def _signer(secret: str) -> Webhook:
+    """The signer of a secret, made once per process (it decodes the secret), not per attempt."""
+    return Webhook(secret)
 
 
 _local = threading.local()
