@@ -433,13 +433,16 @@ class WebhookEndpoint(models.Model):
 class WebhookMessage(models.Model):
     """The outbox: one message per reported change, written in the change's own transaction."""
 
-    msg_id = models.CharField(max_length=40, unique=True, help_text="The webhook-id: the same on every attempt.")
+    # Unique by a constraint, not unique=True: that also builds a LIKE index (PostgreSQL's
+    # varchar_pattern_ops), a second index for every message to write and nothing to read.
+    msg_id = models.CharField(max_length=40, help_text="The webhook-id: the same on every attempt.")
     type = models.CharField(max_length=40, choices=WebhookEventType.choices)
     payload = models.JSONField(help_text='{"type", "timestamp", "data"}, as sent.')
     created_at = models.DateTimeField(db_default=Now())
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["msg_id"], name="webhookmessage_msg_id_unique")]
         indexes = [models.Index(fields=["created_at"], name="webhookmessage_created_idx")]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import ssl
 from datetime import timedelta
 
@@ -61,6 +62,17 @@ def test_a_confirm_writes_its_message_with_the_booking(alice, seat_ids, endpoint
     assert message.msg_id.startswith("msg_")
     (delivery,) = message.deliveries.all()
     assert (delivery.endpoint, delivery.state, delivery.attempts) == (endpoint, "pending", 0)
+
+
+def test_message_ids_are_unique_and_in_the_order_written(alice, seat_ids, endpoint):
+    for seat_id in seat_ids[:3]:
+        assert post(alice, "/api/lock", {"seatId": seat_id}).status_code == 200
+    ids = [message.msg_id for message in messages()]
+    assert len(ids) == len(set(ids)) == 3
+    assert ids == sorted(ids)  # the unique index grows at its end
+    assert all(re.fullmatch(r"msg_[0-9a-f]{28}", msg_id) for msg_id in ids)
+    batch = [webhooks.new_msg_id() for _ in range(10_000)]  # the same millisecond: the random part
+    assert len(set(batch)) == len(batch)
 
 
 def test_the_receiver_verifies_the_signature_and_a_tampered_body_fails(alice, seat_ids, endpoint, receiver):
