@@ -71,6 +71,9 @@ BOOKING_WEBHOOK_ENDPOINTS_CACHE_SECONDS = env.float("BOOKING_WEBHOOK_ENDPOINTS_C
 BOOKING_WEBHOOK_POLL_SECONDS = env.float("BOOKING_WEBHOOK_POLL_SECONDS", default=5.0)
 BOOKING_WEBHOOK_RETENTION_DAYS = env.int("BOOKING_WEBHOOK_RETENTION_DAYS", default=30)
 BOOKING_WEBHOOK_TIMEOUT_SECONDS = env.float("BOOKING_WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+# How many of a batch's attempts to one endpoint are in flight at once (each on a connection
+# of its own, kept alive); 1 sends them one after the other.
+BOOKING_WEBHOOK_PARALLEL_ATTEMPTS = env.int("BOOKING_WEBHOOK_PARALLEL_ATTEMPTS", default=8)
 # Seconds to wait after each failed attempt; after the last, a delivery has failed.
 BOOKING_WEBHOOK_RETRY_SCHEDULE = [
     float(seconds)

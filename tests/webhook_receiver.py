@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,10 +17,15 @@ class Received:
     path: str = ""  # the request's target: an absolute URL when it came through as a proxy
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a batch's attempts connect at once (socketserver's default: 5)
+
+
 class Receiver:
     """``answers``: the statuses to give, in turn (the last one from then on); ``delays``: seconds
-    to wait before answering, in turn (the last one from then on). ``stop()`` takes it down
-    (connections refused), ``start()`` brings it back on the same port. ``tls``: a server
+    to wait before answering, in turn (the last one from then on); ``answer_for``: the status for
+    a body, where it gives one (attempts made at once arrive in any order). ``stop()`` takes it
+    down (connections refused), ``start()`` brings it back on the same port. ``tls``: a server
     context makes it an HTTPS receiver."""
 
     def __init__(
@@ -28,15 +34,17 @@ class Receiver:
         delays: list[float] | None = None,
         port: int = 0,
         tls: ssl.SSLContext | None = None,
+        answer_for: Callable[[bytes], int | None] | None = None,
     ):
         self.tls = tls
+        self.answer_for = answer_for
         self.body: bytes | None = None  # the answer's body; "answered <status>" if None
         self.answers = list(answers or [200])
         self.delays = list(delays or [0.0])
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._port = port
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self.start()
 
     @property
@@ -52,6 +60,7 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body, self.path))
                     status = receiver.answers.pop(0) if len(receiver.answers) > 1 else receiver.answers[0]
+                    status = (receiver.answer_for and receiver.answer_for(body)) or status
                     delay = receiver.delays.pop(0) if len(receiver.delays) > 1 else receiver.delays[0]
                 if delay:
                     time.sleep(delay)
@@ -65,7 +74,7 @@ class Receiver:
             def log_message(self, *args):  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server = _Server(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
         if self.tls is not None:
             self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
