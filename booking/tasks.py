@@ -33,7 +33,7 @@ def purge_idempotency_keys() -> int:
 
 @shared_task(ignore_result=True, acks_late=True)
 def deliver_webhooks(delivery_ids: list[int]) -> list[str]:
-    """An attempt at each of one endpoint's webhook deliveries, in turn (each a no-op unless it is
+    """An attempt at each of one endpoint's webhook deliveries, a few at once (each a no-op unless it is
     due: a duplicate send does no harm)."""
     return webhooks_deliver(delivery_ids)
 

@@ -36,8 +36,8 @@ GATHER_SECONDS = 0.05
 #: docs/benchmark.md); half a second is nothing to a webhook's receiver.
 BUSY_GATHER_SECONDS = 0.5
 BUSY_WITHIN_SECONDS = 1.0
-#: Most deliveries per task: one endpoint's, made one after the other on one kept-alive
-#: connection. A task costs the worker about 1.5 ms whatever its size (its lease, endpoints and
+#: Most deliveries per task: one endpoint's, made a few at once on kept-alive connections
+#: (BOOKING_WEBHOOK_PARALLEL_ATTEMPTS). A task costs the worker about 1.5 ms whatever its size (its lease, endpoints and
 #: outcomes: docs/benchmark.md), so a round's deliveries go in as few tasks as this allows, of
 #: equal sizes (101 go as 51 and 50, not as 100 and a task of one).
 TASK_BATCH = 100

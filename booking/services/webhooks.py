@@ -302,7 +302,7 @@ def _post_all(posts: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[Answer
     """POST each ``(url, body, headers)``, all at once; what came of each, in order.
 
     At once rather than one after the other: the worker and the receiver then wake once for
-    several answers, not once for each (measured: a quarter of the CPU a message, for both)."""
+    several answers, not once for each (measured: about a third of the CPU a message, for both)."""
     multi, curls = _curls(len(posts))
     answers = []
     for curl, (url, body, headers) in zip(curls, posts, strict=True):
@@ -394,8 +394,8 @@ def webhook_deliver(delivery_id: int) -> str:
 
 
 def webhooks_deliver(delivery_ids: Sequence[int]) -> list[str]:
-    """An attempt at each delivery that is due and that no other attempt holds, one after the
-    other (one endpoint's, on one kept-alive connection); each one's outcome, in order.
+    """An attempt at each delivery that is due and that no other attempt holds (one endpoint's,
+    ``parallel_attempts()`` at once on kept-alive connections); each one's outcome, in order.
 
     The batch costs the database the same few statements however many it holds (not three per
     delivery): the lease, which reads them too, their endpoints, and the delivered ones'
