@@ -1389,7 +1389,7 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     )
     list_display_links = ("msg_id",)
     list_filter = (("endpoint", admin.RelatedFieldListFilter), "message__type", DeliveryOutcomeFilter)
-    search_fields = ("=message__msg_id", "endpoint__url")
+    search_fields = ("message__msg_id__exact", "endpoint__url")  # exact, as the messages' (below)
     search_help_text = "A message's webhook-id (exact, msg_…) or part of an endpoint's URL."
     list_per_page = 100
     show_full_result_count = False
@@ -1586,7 +1586,8 @@ class WebhookMessageAdmin(admin.ModelAdmin):
 
     list_display = ("msg_id", "type", "created_at", "deliveries")
     list_filter = ("type",)
-    search_fields = ("=msg_id",)
+    # msg_id__exact, not "=msg_id" (iexact: UPPER() on both sides, which its unique index cannot serve).
+    search_fields = ("msg_id__exact",)
     search_help_text = "A webhook-id (exact, msg_…)."
     list_per_page = 100
     show_full_result_count = False

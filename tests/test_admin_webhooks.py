@@ -12,8 +12,10 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.messages.storage.cookie import CookieStorage
+from django.db import connection
 from django.db.models.functions import Now
 from django.http import HttpRequest
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -377,6 +379,17 @@ def test_deliveries_are_filtered_by_endpoint_type_and_outcome(admin_client, endp
     assert listed_ids(admin_client.get(DELIVERIES_URL, {"q": "/other"})) == {elsewhere.msg_id}
     for outcome in ("pending", "retrying", "delivered", "failed"):
         assert f">{outcome}</span>" in page.text
+
+
+def test_a_message_is_found_by_its_exact_id_through_its_unique_index(admin_client, endpoint):
+    wanted, _ = message_with_delivery(endpoint)
+    message_with_delivery(endpoint)
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(MESSAGES_URL, {"q": wanted.msg_id})
+    assert [message.msg_id for message in page.context["cl"].result_list] == [wanted.msg_id]
+    searches = [q["sql"] for q in queries if '"booking_webhookmessage"."msg_id" = ' in q["sql"]]
+    assert searches and not any("UPPER" in q["sql"] for q in queries)  # exact: the unique index serves it
+    assert admin_client.get(MESSAGES_URL, {"q": wanted.msg_id[:-1]}).context["cl"].result_count == 0
 
 
 def test_delivery_list_is_a_bounded_number_of_queries(admin_client, endpoint, receiver, django_assert_max_num_queries):
