@@ -440,15 +440,18 @@ def _lease(ids: list[int]) -> list[Leased]:
         return []
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            rows = sql.lease_webhook_deliveries(ids, lease=lease())
+            rows = [
+                # The body compact, as orjson writes it (the stored text has jsonb's spaces).
+                (pk, endpoint_id, attempts, msg_id, orjson.dumps(orjson.loads(payload)).decode())
+                for pk, endpoint_id, attempts, msg_id, payload in sql.lease_webhook_deliveries(ids, lease=lease())
+            ]
         else:
             rows = _lease_with_orm(ids)
     # One endpoint object per endpoint: one a 410 disables is disabled for the rest of the batch.
     endpoints_by_pk = WebhookEndpoint.objects.in_bulk({endpoint_id for _, endpoint_id, *_ in rows})
     return [
-        # The body compact, as orjson writes it (the stored text has jsonb's spaces).
-        Leased(pk, endpoints_by_pk[endpoint_id], attempts, msg_id, orjson.dumps(orjson.loads(payload)).decode())
-        for pk, endpoint_id, attempts, msg_id, payload in rows
+        Leased(pk, endpoints_by_pk[endpoint_id], attempts, msg_id, body)
+        for pk, endpoint_id, attempts, msg_id, body in rows
         if endpoint_id in endpoints_by_pk  # deleted since the lease: no attempt (a later one drops it)
     ]
 
