@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -53,7 +54,8 @@ def send_now(by_endpoint: Mapping[int, Sequence[int]]) -> None:
     from .tasks import deliver_webhooks
 
     for ids in by_endpoint.values():
-        size = -(-len(ids) // -(-len(ids) // TASK_BATCH)) if ids else 1  # equal tasks, as few as may be
+        tasks = math.ceil(len(ids) / TASK_BATCH)  # as few as TASK_BATCH allows, of equal sizes
+        size = math.ceil(len(ids) / tasks) if tasks else 1
         for start in range(0, len(ids), size):
             if not dependencies.broker.allow():
                 return  # the deliveries are committed: beat's deliver-due task sends them
